@@ -1,0 +1,69 @@
+"""Shared checks for configuration objects.
+
+Each check returns a list of messages (empty when the value is fine), so a
+config's ``__post_init__`` can collect every bad field and raise one
+:class:`~seawall.errors.ConfigError` naming them all.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from seawall.errors import ConfigError
+
+__all__ = ["at_least", "duration", "fail_if", "in_range", "is_number", "seconds"]
+
+
+def is_number(value: object) -> bool:
+    """Return whether ``value`` is a real number (``bool`` is not one here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def seconds(value: float | timedelta) -> float:
+    """Normalise a duration given as seconds or as a :class:`~datetime.timedelta`."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def in_range(
+    field: str,
+    value: object,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+) -> list[str]:
+    """Check ``low <= value <= high`` (``low < value`` with ``low_open``)."""
+    bracket = "(" if low_open else "["
+    message = f"{field} must be in {bracket}{low}, {high}], got {value!r}"
+    if not is_number(value) or math.isnan(value):  # type: ignore[arg-type]
+        return [message]
+    number = float(value)  # type: ignore[arg-type]
+    too_low = number <= low if low_open else number < low
+    return [message] if too_low or number > high else []
+
+
+def at_least(field: str, value: object, low: int) -> list[str]:
+    """Check that ``value`` is an ``int`` and ``value >= low``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        return [f"{field} must be an integer >= {low}, got {value!r}"]
+    return []
+
+
+def duration(field: str, value: object, *, allow_zero: bool = True) -> list[str]:
+    """Check that ``value`` is a finite number of seconds, >= 0 (> 0 without ``allow_zero``)."""
+    ok = is_number(value) and math.isfinite(value)  # type: ignore[arg-type]
+    if ok:
+        ok = value >= 0 if allow_zero else value > 0  # type: ignore[operator]
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        return [f"{field} must be a finite number of seconds {bound}, got {value!r}"]
+    return []
+
+
+def fail_if(errors: list[str]) -> None:
+    """Raise one :class:`ConfigError` listing every message, if there are any."""
+    if errors:
+        raise ConfigError("; ".join(errors))

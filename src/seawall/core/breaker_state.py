@@ -1,0 +1,529 @@
+"""The circuit-breaker state machine, shared by the sync and async drivers.
+
+This module decides; it never waits. A driver asks :meth:`BreakerState.acquire`
+for a *permit* before a call and reports the call's end with exactly one of
+:meth:`~BreakerState.on_success`, :meth:`~BreakerState.on_error` or
+:meth:`~BreakerState.release`, handing the permit back.
+
+States and their moves::
+
+    CLOSED ──rate >= threshold──▶ OPEN ──open_duration──▶ HALF_OPEN
+       ▲                           ▲                         │
+       │                           └── a probe fails, is ────┤
+       │                               slow, or outlives     │
+       │                               half_open_max_wait    │
+       └──────────── half_open_calls probes succeed ─────────┘
+
+    FORCED_OPEN, DISABLED: set by an operator, left by reset() (or each other).
+
+A permit is the breaker's *generation* at admission. Every transition starts a
+new generation, and an outcome whose permit is not the current generation is
+dropped: a slow call admitted while CLOSED that fails after the circuit went
+HALF_OPEN neither re-opens it nor takes a probe's place.
+
+One lock guards the fields, held for a few updates and never while the user's
+function runs. Events are built under the lock and emitted after it is released.
+Two paths take no lock at all, because they are most of the traffic: admitting
+a call while CLOSED (one attribute read) and recording its success in a count
+window (one ``next()`` on an :func:`itertools.count`, atomic in CPython).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from seawall.core.window import FAILURE, SLOW, CountRing
+from seawall.errors import CircuitOpenError
+from seawall.events import CallRejected, Event, Listeners, StateChanged
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from seawall._clock import Clock
+    from seawall.breaker import BreakerConfig
+
+__all__ = ["NO_RECORD", "BreakerMetrics", "BreakerState", "State"]
+
+_log = logging.getLogger("seawall.breaker")
+
+NO_RECORD = -1
+"""The permit of a call whose outcome must not count (DISABLED, shadow rejections)."""
+
+
+class State(enum.Enum):
+    """The state of a circuit breaker."""
+
+    CLOSED = "closed"
+    """Calls pass; their outcomes feed the window."""
+    OPEN = "open"
+    """Calls are rejected at once until ``open_duration`` has passed."""
+    HALF_OPEN = "half_open"
+    """A few probe calls pass to test whether the dependency has recovered."""
+    FORCED_OPEN = "forced_open"
+    """An operator opened the circuit: every call is rejected until ``reset()``."""
+    DISABLED = "disabled"
+    """An operator disabled the breaker: every call passes, nothing is recorded."""
+
+
+CLOSED = State.CLOSED
+OPEN = State.OPEN
+HALF_OPEN = State.HALF_OPEN
+FORCED_OPEN = State.FORCED_OPEN
+DISABLED = State.DISABLED
+
+# The moves the machine makes by itself. Operator actions may go anywhere.
+_ALLOWED = frozenset({(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED), (HALF_OPEN, OPEN)})
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerMetrics:
+    """A snapshot of a breaker's window and counters.
+
+    Attributes:
+        state: The state when the snapshot was taken.
+        calls: Calls in the window.
+        failures: Failed calls in the window.
+        slow_calls: Slow calls in the window (failed or not).
+        failure_rate: ``failures / calls`` (0.0 for an empty window).
+        slow_call_rate: ``slow_calls / calls`` (0.0 for an empty window).
+        rejected: Calls rejected since the breaker was built (in shadow mode,
+            the calls it would have rejected).
+        consecutive_openings: Times it opened since it was last CLOSED.
+    """
+
+    state: State
+    calls: int
+    failures: int
+    slow_calls: int
+    failure_rate: float
+    slow_call_rate: float
+    rejected: int
+    consecutive_openings: int
+
+
+class BreakerState:
+    """The mutable state of one circuit breaker (see the module docstring)."""
+
+    __slots__ = (
+        "_admit",
+        "_eval_at",
+        "_fail_thr",
+        "_gen",
+        "_half_open_calls",
+        "_half_open_max_wait",
+        "_half_open_since",
+        "_ignore",
+        "_listeners",
+        "_lock",
+        "_max_wait_cfg",
+        "_min_calls",
+        "_now",
+        "_open_duration",
+        "_open_fn",
+        "_open_until",
+        "_openings",
+        "_probes_admitted",
+        "_probes_succeeded",
+        "_record",
+        "_record_all",
+        "_rejections",
+        "_shadow",
+        "_slow_dur",
+        "_slow_thr",
+        "_state",
+        "_tick_gen",
+        "_track_slow",
+        "_window",
+        "name",
+        "tick",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig,
+        clock: Clock,
+        listeners: Listeners,
+    ) -> None:
+        self.name = name
+        self._now = clock.monotonic
+        self._listeners = listeners
+        self._lock = threading.Lock()
+
+        self._fail_thr = config.failure_rate_threshold
+        self._slow_thr = config.slow_call_rate_threshold
+        self._slow_dur = config.slow_call_duration
+        # A slow-call threshold of 1.0 is the documented "slow calls never open it".
+        self._track_slow = config.slow_call_rate_threshold < 1.0
+        window = config.window.build()
+        self._window = window
+        if isinstance(window, CountRing):
+            #: Record one fast success in the count window: ``tick() -> position``.
+            self.tick: Callable[[], int] | None = window.seq.__next__
+            # Like resilience4j: a count window smaller than minimum_calls decides when full.
+            self._min_calls = min(config.minimum_calls, config.window.size)  # type: ignore[union-attr]
+        else:
+            self.tick = None
+            self._min_calls = config.minimum_calls
+        self._half_open_calls = config.half_open_calls
+        self._max_wait_cfg = config.half_open_max_wait
+        od = config.open_duration
+        self._open_fn = od if callable(od) else None
+        # The fixed duration, or the last good value of the schedule (seeded by
+        # the config check, which calls it once with 1).
+        self._open_duration = float(od(1)) if callable(od) else float(od)
+        self._ignore = config.ignore or None
+        self._record = config.record
+        self._record_all = config.record is Exception
+        self._shadow = config.shadow
+
+        self._state = CLOSED
+        self._gen = 0
+        self._admit: int | None = 0
+        self._tick_gen: int | None = None
+        self._eval_at = -1
+        self._open_until = 0.0
+        self._openings = 0
+        self._half_open_since = 0.0
+        self._half_open_max_wait = 0.0
+        self._probes_admitted = 0
+        self._probes_succeeded = 0
+        self._rejections = itertools.count()
+        self._set_fast_paths()
+
+    # -- what drivers read ---------------------------------------------------
+
+    @property
+    def times_calls(self) -> bool:
+        """Whether outcomes need a duration (only to tell slow calls from fast ones)."""
+        return self._track_slow
+
+    @property
+    def shadow(self) -> bool:
+        """Whether the breaker only computes decisions and never rejects a call."""
+        return self._shadow
+
+    @property
+    def state(self) -> State:
+        """The current state, after any move that time alone has made due."""
+        state = self._state
+        if state is OPEN or state is HALF_OPEN:
+            events: list[Event] = []
+            with self._lock:
+                self._advance_locked(self._now(), events)
+                state = self._state
+            self._emit(events)
+        return state
+
+    def metrics(self) -> BreakerMetrics:
+        """Return a snapshot of the window and counters."""
+        with self._lock:
+            calls, failures, slow = self._window.counts(self._now())
+            return BreakerMetrics(
+                state=self._state,
+                calls=calls,
+                failures=failures,
+                slow_calls=slow,
+                failure_rate=failures / calls if calls else 0.0,
+                slow_call_rate=slow / calls if calls else 0.0,
+                rejected=int(repr(self._rejections)[6:-1]),
+                consecutive_openings=self._openings,
+            )
+
+    # -- the permission protocol ---------------------------------------------
+
+    def acquire(self) -> int:
+        """Admit a call and return its permit, or raise :class:`CircuitOpenError`.
+
+        In shadow mode nothing is raised: a would-be rejection is reported as a
+        :class:`CallRejected` event with ``shadow=True`` and the call goes ahead
+        with a permit whose outcome is not recorded.
+        """
+        # One attribute read is atomic: CLOSED and DISABLED admit without the lock.
+        permit = self._admit
+        if permit is not None:
+            return permit
+        return self._acquire_slow()
+
+    def _acquire_slow(self) -> int:
+        state = self._state
+        if (state is OPEN or state is FORCED_OPEN) and not self._shadow:
+            # Rejecting needs no lock either: an open circuit stays open until
+            # _open_until, and a stale read at worst rejects a call that raced
+            # the move to HALF_OPEN by a microsecond.
+            now = self._now()
+            if state is FORCED_OPEN or now < self._open_until:
+                next(self._rejections)
+                retry_after = None if state is FORCED_OPEN else self._open_until - now
+                if self._listeners:
+                    self._emit([self._rejected(now, state, retry_after)])
+                raise CircuitOpenError(name=self.name, retry_after=retry_after)
+        events: list[Event] = []
+        with self._lock:
+            now = self._now()
+            self._advance_locked(now, events)
+            state = self._state
+            permit: int | None
+            if state is HALF_OPEN and self._probes_admitted < self._half_open_calls:
+                self._probes_admitted += 1
+                permit = self._gen
+            else:
+                permit = self._admit  # moved to CLOSED or DISABLED meanwhile?
+                if permit is None:
+                    next(self._rejections)
+                    retry_after = self._open_until - now if state is OPEN else None
+                    if self._listeners:
+                        events.append(self._rejected(now, state, retry_after))
+        if events:
+            self._emit(events)
+        if permit is not None:
+            return permit
+        if self._shadow:
+            return NO_RECORD
+        raise CircuitOpenError(name=self.name, retry_after=retry_after)
+
+    def on_success(self, permit: int, duration: float) -> None:
+        """Record a call that returned; ``duration`` in seconds tells if it was slow."""
+        if permit != self._gen:  # stale generation or NO_RECORD
+            return
+        if self._track_slow and duration > self._slow_dur:
+            self._record_outcome(permit, SLOW)
+        elif permit == self._tick_gen:
+            if self.tick() == self._eval_at:  # type: ignore[misc]
+                self.on_minimum_calls(permit)
+        else:
+            self._record_outcome(permit, 0)
+
+    def on_minimum_calls(self, permit: int) -> None:
+        """Decide once the window has just filled to ``minimum_calls`` with a success.
+
+        A success never raises a count window's rates, except by bringing the
+        window to ``minimum_calls``, where a decision is first due.
+        """
+        events: list[Event] = []
+        with self._lock:
+            if permit == self._gen and self._state is CLOSED:
+                calls, failures, slow = self._window.counts(0.0)
+                self._decide_locked(calls, failures, slow, events)
+        self._emit(events)
+
+    def on_error(self, permit: int, exc: BaseException, duration: float) -> None:
+        """Record a call that raised ``exc``, classified by ``ignore`` and ``record``.
+
+        ``ignore`` wins over ``record``: an exception matching both counts as
+        neither success nor failure. One not matching ``record`` is a success.
+        Exceptions that are not :class:`Exception` (cancellation, interrupts)
+        count as neither and free the call's slot.
+        """
+        if permit != self._gen:
+            return
+        if not isinstance(exc, Exception) or (
+            self._ignore is not None and isinstance(exc, self._ignore)
+        ):
+            self.release(permit)
+            return
+        if self._record_all or self._matches_record(exc):
+            slow = SLOW if self._track_slow and duration > self._slow_dur else 0
+            self._record_outcome(permit, FAILURE | slow)
+        else:
+            self.on_success(permit, duration)
+
+    def release(self, permit: int) -> None:
+        """End a call that counts as neither success nor failure, freeing its slot."""
+        if permit != self._gen:
+            return
+        with self._lock:
+            if permit == self._gen and self._state is HALF_OPEN and self._probes_admitted:
+                self._probes_admitted -= 1
+
+    # -- operator controls ---------------------------------------------------
+
+    def force_open(self) -> None:
+        """Reject every call until :meth:`reset` (or :meth:`disable`)."""
+        self._operator(FORCED_OPEN, "forced open")
+
+    def disable(self) -> None:
+        """Admit every call and record nothing until :meth:`reset` (or :meth:`force_open`)."""
+        self._operator(DISABLED, "disabled")
+
+    def reset(self) -> None:
+        """Return to CLOSED with an empty window, forgetting past openings."""
+        self._operator(CLOSED, "reset")
+
+    def _operator(self, new: State, reason: str) -> None:
+        events: list[Event] = []
+        with self._lock:
+            self._openings = 0
+            self._transition_locked(new, reason, self._now(), events)
+        self._emit(events)
+
+    # -- internals (a *_locked method's caller holds the lock) ----------------
+
+    def _matches_record(self, exc: BaseException) -> bool:
+        record = self._record
+        if isinstance(record, (type, tuple)):
+            return isinstance(exc, record)
+        return bool(record(exc))
+
+    def _record_outcome(self, permit: int, outcome: int) -> None:
+        events: list[Event] = []
+        with self._lock:
+            if permit != self._gen:
+                return
+            state = self._state
+            if state is CLOSED:
+                calls, failures, slow = self._window.record(outcome, self._now())
+                # A count window's rates only rise with a failed or slow call, or
+                # as it fills up to minimum_calls; a time window's also as old
+                # slices leave it, so that one is checked on every call.
+                if calls >= self._min_calls and (
+                    outcome or calls == self._min_calls or self.tick is None
+                ):
+                    self._decide_locked(calls, failures, slow, events)
+            elif state is HALF_OPEN:
+                if outcome:
+                    reason = "probe failed" if outcome & FAILURE else "probe was slow"
+                    self._transition_locked(OPEN, reason, self._now(), events)
+                else:
+                    self._probes_succeeded += 1
+                    if self._probes_succeeded >= self._half_open_calls:
+                        self._transition_locked(CLOSED, "probes succeeded", self._now(), events)
+        if events:
+            self._emit(events)
+
+    def _decide_locked(self, calls: int, failures: int, slow: int, events: list[Event]) -> None:
+        if calls < self._min_calls:
+            return
+        if failures / calls >= self._fail_thr:
+            reason = "failure rate"
+        elif self._track_slow and slow / calls >= self._slow_thr:
+            reason = "slow-call rate"
+        else:
+            return
+        self._transition_locked(OPEN, reason, self._now(), events, (calls, failures, slow))
+
+    def _advance_locked(self, now: float, events: list[Event]) -> None:
+        """Make the moves that time alone has made due."""
+        state = self._state
+        if state is OPEN and now >= self._open_until:
+            self._transition_locked(HALF_OPEN, "open duration elapsed", now, events)
+        elif (
+            state is HALF_OPEN
+            and self._probes_admitted > self._probes_succeeded
+            and now - self._half_open_since >= self._half_open_max_wait
+        ):
+            # A probe that never returns must not keep the circuit half-open
+            # forever: it counts as a failed probe.
+            self._transition_locked(OPEN, "probe timed out", now, events)
+
+    def _transition_locked(
+        self,
+        new: State,
+        reason: str,
+        now: float,
+        events: list[Event],
+        counts: tuple[int, int, int] | None = None,
+    ) -> None:
+        old = self._state
+        if old is new and new is not CLOSED:
+            return
+        if __debug__ and reason in _AUTOMATIC:
+            assert (old, new) in _ALLOWED, f"illegal breaker move {old} -> {new}"  # noqa: S101
+        if counts is None:
+            counts = self._window.counts(now)
+        self._state = new
+        self._gen += 1
+        if new is OPEN:
+            self._openings += 1
+            duration = self._next_open_duration()
+            self._open_until = now + duration
+            self._half_open_max_wait = (
+                duration if self._max_wait_cfg is None else self._max_wait_cfg
+            )
+        elif new is HALF_OPEN:
+            self._half_open_since = now
+            self._probes_admitted = 0
+            self._probes_succeeded = 0
+        elif new is CLOSED:
+            self._openings = 0
+            self._window.reset()
+        self._set_fast_paths()
+        if self._listeners and old is not new:
+            calls, failures, slow = counts
+            events.append(
+                StateChanged(
+                    name=self.name,
+                    at=now,
+                    old=old,
+                    new=new,
+                    reason=reason,
+                    failure_rate=failures / calls if calls else 0.0,
+                    slow_call_rate=slow / calls if calls else 0.0,
+                    failure_rate_threshold=self._fail_thr,
+                    slow_call_rate_threshold=self._slow_thr,
+                    calls=calls,
+                    shadow=self._shadow,
+                )
+            )
+
+    def _set_fast_paths(self) -> None:
+        state = self._state
+        self._admit = self._gen if state is CLOSED else NO_RECORD if state is DISABLED else None
+        window = self._window
+        if state is CLOSED and isinstance(window, CountRing):
+            self._eval_at = window.start + self._min_calls - 1
+            # A success whose permit is this generation may be counted with
+            # tick(), lock-free (drivers that time calls go through on_success).
+            self._tick_gen = self._gen
+        else:
+            self._tick_gen = None
+
+    def _rejected(self, now: float, state: State, retry_after: float | None) -> CallRejected:
+        return CallRejected(
+            name=self.name, at=now, state=state, retry_after=retry_after, shadow=self._shadow
+        )
+
+    def _next_open_duration(self) -> float:
+        fn = self._open_fn
+        if fn is None:
+            return self._open_duration
+        try:
+            value = float(fn(self._openings))
+        except Exception:
+            _log.exception("open_duration(%d) of breaker %r raised", self._openings, self.name)
+            return self._open_duration
+        if not math.isfinite(value) or value < 0:
+            _log.error(
+                "open_duration(%d) of breaker %r returned %r; keeping %rs",
+                self._openings,
+                self.name,
+                value,
+                self._open_duration,
+            )
+            return self._open_duration
+        self._open_duration = value
+        return value
+
+    def _emit(self, events: list[Event]) -> None:
+        emit = self._listeners.emit
+        for event in events:
+            emit(event)
+
+
+_AUTOMATIC = frozenset(
+    {
+        "failure rate",
+        "slow-call rate",
+        "probe failed",
+        "probe was slow",
+        "probes succeeded",
+        "open duration elapsed",
+        "probe timed out",
+    }
+)

@@ -1,0 +1,36 @@
+"""Shared fixtures: a fake clock, private listeners, and the sync/async driver switch."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from seawall.events import Listeners
+from seawall.testing import FakeClock, RecordingListener
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def listeners() -> Listeners:
+    return Listeners()
+
+
+@pytest.fixture
+def recorder(listeners: Listeners) -> RecordingListener:
+    rec = RecordingListener()
+    listeners.add(rec)
+    return rec
+
+
+def run(coro_fn: Callable[[], Any]) -> Any:
+    """Run an async test body on a fresh event loop."""
+    return asyncio.run(coro_fn())
