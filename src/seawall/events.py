@@ -32,6 +32,9 @@ __all__ = [
     "GiveUpReason",
     "Listener",
     "Listeners",
+    "OutboxDelivered",
+    "OutboxDeliveryFailed",
+    "OutboxDropped",
     "RetryGaveUp",
     "RetryScheduled",
     "StateChanged",
@@ -164,6 +167,34 @@ class FallbackFailed(Event):
     kind: str
     cause: BaseException
     error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxDelivered(Event):
+    """A background dependency's outbox delivered an entry (``attempts`` tries)."""
+
+    entry_id: str
+    attempts: int
+    age: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxDeliveryFailed(Event):
+    """One delivery attempt of an outbox entry failed; it will be tried again."""
+
+    entry_id: str
+    attempts: int
+    error: BaseException
+    next_delay: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxDropped(Event):
+    """The outbox was full and dropped an entry under its overflow policy."""
+
+    entry_id: str
+    policy: str
+    depth: int
 
 
 E_contra = TypeVar("E_contra", bound=Event, contravariant=True)
