@@ -34,3 +34,13 @@ def recorder(listeners: Listeners) -> RecordingListener:
 def run(coro_fn: Callable[[], Any]) -> Any:
     """Run an async test body on a fresh event loop."""
     return asyncio.run(coro_fn())
+
+
+@pytest.fixture(params=["with", "call", "decorator", "async with", "call_async", "async decorator"])
+def drive(request: pytest.FixtureRequest, clock: FakeClock) -> Any:
+    """A breaker driver for each entry point: sync and async run the same scenarios."""
+    from tests.breaker_drivers import Driver
+
+    driver = Driver(request.param, clock)
+    yield driver
+    driver.close()
