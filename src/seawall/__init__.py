@@ -11,6 +11,7 @@ from typing import Any
 
 from seawall._clock import MONOTONIC, Clock, MonotonicClock
 from seawall.breaker import BreakerConfig, BreakerMetrics, CircuitBreaker
+from seawall.bulkhead import Bulkhead, BulkheadConfig, ThreadBulkhead
 from seawall.core.breaker_state import State
 from seawall.core.window import CountWindow, TimeWindow
 from seawall.errors import (
@@ -30,6 +31,8 @@ __all__ = [
     "MONOTONIC",
     "BreakerConfig",
     "BreakerMetrics",
+    "Bulkhead",
+    "BulkheadConfig",
     "BulkheadFullError",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -44,6 +47,7 @@ __all__ = [
     "RetryError",
     "SeawallError",
     "State",
+    "ThreadBulkhead",
     "TimeWindow",
 ]
 
