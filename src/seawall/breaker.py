@@ -275,6 +275,9 @@ class CircuitBreaker:
         core = self._core
         permit = core._admit
         if permit is None:
+            t = self._now()
+            if t < core._reject_until:
+                raise core.rejection(t)
             permit = core._acquire_slow()
         t0 = self._now() if self._timed else 0.0
         try:
@@ -306,6 +309,9 @@ class CircuitBreaker:
         core = self._core
         permit = core._admit
         if permit is None:
+            t = self._now()
+            if t < core._reject_until:
+                raise core.rejection(t)
             permit = core._acquire_slow()
         t0 = self._now() if self._timed else 0.0
         try:
@@ -349,6 +355,9 @@ class CircuitBreaker:
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             permit = core._admit
             if permit is None:
+                t = now()
+                if t < core._reject_until:
+                    raise core.rejection(t)
                 permit = core._acquire_slow()
             t0 = now() if timed else 0.0
             try:
@@ -377,6 +386,9 @@ class CircuitBreaker:
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             permit = core._admit
             if permit is None:
+                t = now()
+                if t < core._reject_until:
+                    raise core.rejection(t)
                 permit = core._acquire_slow()
             t0 = now() if timed else 0.0
             try:
@@ -402,6 +414,9 @@ class CircuitBreaker:
         core = self._core
         permit = core._admit
         if permit is None:
+            t = self._now()
+            if t < core._reject_until:
+                raise core.rejection(t)
             permit = core._acquire_slow()
         cv = self._cv
         cv.set((permit, self._now() if self._timed else 0.0, cv.get(None)))
@@ -423,8 +438,18 @@ class CircuitBreaker:
         elif self._tick() == core._eval_at:  # type: ignore[misc]
             core.on_minimum_calls(permit)
 
+    # Written out rather than delegating to __enter__/__exit__: a frame less.
+
     async def __aenter__(self) -> None:
-        self.__enter__()
+        core = self._core
+        permit = core._admit
+        if permit is None:
+            t = self._now()
+            if t < core._reject_until:
+                raise core.rejection(t)
+            permit = core._acquire_slow()
+        cv = self._cv
+        cv.set((permit, self._now() if self._timed else 0.0, cv.get(None)))
 
     async def __aexit__(
         self,
@@ -432,7 +457,16 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        cv = self._cv
+        permit, t0, outer = cv.get()
+        cv.set(outer)
+        core = self._core
+        if exc is not None:
+            core.on_error(permit, exc, self._now() - t0 if self._timed else 0.0)
+        elif permit != core._tick_gen or self._timed:
+            core.on_success(permit, self._now() - t0 if self._timed else 0.0)
+        elif self._tick() == core._eval_at:  # type: ignore[misc]
+            core.on_minimum_calls(permit)
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._core.state.name}>"

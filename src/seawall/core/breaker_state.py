@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from seawall.core.window import FAILURE, SLOW, CountRing
-from seawall.errors import CircuitOpenError
+from seawall.errors import CircuitOpenError, fast_circuit_open
 from seawall.events import CallRejected, Event, Listeners, StateChanged
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["NO_RECORD", "BreakerMetrics", "BreakerState", "State"]
 
 _log = logging.getLogger("seawall.breaker")
+_new_exception = BaseException.__new__
 
 NO_RECORD = -1
 """The permit of a call whose outcome must not count (DISABLED, shadow rejections)."""
@@ -132,6 +133,7 @@ class BreakerState:
         "_probes_succeeded",
         "_record",
         "_record_all",
+        "_reject_until",
         "_rejections",
         "_shadow",
         "_slow_dur",
@@ -186,6 +188,7 @@ class BreakerState:
         self._state = CLOSED
         self._gen = 0
         self._admit: int | None = 0
+        self._reject_until = -math.inf
         self._tick_gen: int | None = None
         self._eval_at = -1
         self._open_until = 0.0
@@ -252,20 +255,15 @@ class BreakerState:
         return self._acquire_slow()
 
     def _acquire_slow(self) -> int:
-        state = self._state
-        if (state is OPEN or state is FORCED_OPEN) and not self._shadow:
-            # Rejecting needs no lock either: an open circuit stays open until
-            # _open_until, and a stale read at worst rejects a call that raced
-            # the move to HALF_OPEN by a microsecond.
-            now = self._now()
-            if state is FORCED_OPEN or now < self._open_until:
-                next(self._rejections)
-                retry_after = None if state is FORCED_OPEN else self._open_until - now
-                if self._listeners:
-                    self._emit([self._rejected(now, state, retry_after)])
-                raise CircuitOpenError(name=self.name, retry_after=retry_after)
+        now = self._now()
+        if now < self._reject_until:
+            # An open circuit stays open until _reject_until: rejecting needs no
+            # lock, and a stale read at worst rejects a call that raced the move
+            # to HALF_OPEN by a microsecond.
+            raise self.rejection(now)
         events: list[Event] = []
-        with self._lock:
+        self._lock.acquire()
+        try:
             now = self._now()
             self._advance_locked(now, events)
             state = self._state
@@ -278,15 +276,34 @@ class BreakerState:
                 if permit is None:
                     next(self._rejections)
                     retry_after = self._open_until - now if state is OPEN else None
-                    if self._listeners:
+                    if self._listeners._registrations:
                         events.append(self._rejected(now, state, retry_after))
+        finally:
+            self._lock.release()
         if events:
             self._emit(events)
         if permit is not None:
             return permit
         if self._shadow:
             return NO_RECORD
-        raise CircuitOpenError(name=self.name, retry_after=retry_after)
+        raise fast_circuit_open(self.name, retry_after)
+
+    def rejection(self, now: float) -> BaseException:
+        """Count and report a rejection while OPEN or FORCED_OPEN; return the error.
+
+        Drivers call this when ``now < _reject_until`` and raise what it returns
+        (raising here would add a frame to every rejection's traceback).
+        """
+        next(self._rejections)
+        state = self._state
+        retry_after = None if state is FORCED_OPEN else self._open_until - now
+        if self._listeners._registrations:
+            self._listeners.emit(self._rejected(now, state, retry_after))
+        # fast_circuit_open(), inlined: this is the one call of an outage's hot path.
+        exc: CircuitOpenError = _new_exception(CircuitOpenError)
+        exc.name = self.name
+        exc.retry_after = retry_after
+        return exc
 
     def on_success(self, permit: int, duration: float) -> None:
         """Record a call that returned; ``duration`` in seconds tells if it was slow."""
@@ -373,7 +390,9 @@ class BreakerState:
 
     def _record_outcome(self, permit: int, outcome: int) -> None:
         events: list[Event] = []
-        with self._lock:
+        # acquire/release rather than `with`: half the cost, on every failure.
+        self._lock.acquire()
+        try:
             if permit != self._gen:
                 return
             state = self._state
@@ -394,6 +413,8 @@ class BreakerState:
                     self._probes_succeeded += 1
                     if self._probes_succeeded >= self._half_open_calls:
                         self._transition_locked(CLOSED, "probes succeeded", self._now(), events)
+        finally:
+            self._lock.release()
         if events:
             self._emit(events)
 
@@ -454,7 +475,7 @@ class BreakerState:
             self._openings = 0
             self._window.reset()
         self._set_fast_paths()
-        if self._listeners and old is not new:
+        if self._listeners._registrations and old is not new:
             calls, failures, slow = counts
             events.append(
                 StateChanged(
@@ -474,6 +495,11 @@ class BreakerState:
 
     def _set_fast_paths(self) -> None:
         state = self._state
+        # Drivers reject without the lock while now < _reject_until.
+        if self._shadow or (state is not OPEN and state is not FORCED_OPEN):
+            self._reject_until = -math.inf
+        else:
+            self._reject_until = math.inf if state is FORCED_OPEN else self._open_until
         self._admit = self._gen if state is CLOSED else NO_RECORD if state is DISABLED else None
         window = self._window
         if state is CLOSED and isinstance(window, CountRing):
