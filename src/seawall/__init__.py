@@ -25,6 +25,7 @@ from seawall.errors import (
     SeawallError,
 )
 from seawall.events import LISTENERS, Listeners
+from seawall.outbox import Outbox, OutboxConfig, OutboxEntry
 
 __all__ = [
     "LISTENERS",
@@ -43,6 +44,9 @@ __all__ = [
     "DependencyUnavailable",
     "Listeners",
     "MonotonicClock",
+    "Outbox",
+    "OutboxConfig",
+    "OutboxEntry",
     "RejectedError",
     "RetryError",
     "SeawallError",

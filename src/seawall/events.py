@@ -190,7 +190,12 @@ class OutboxDeliveryFailed(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxDropped(Event):
-    """The outbox was full and dropped an entry under its overflow policy."""
+    """An outbox entry will not be delivered; ``policy`` says why.
+
+    ``reject_new`` / ``drop_oldest``: the outbox was full (the overflow policy
+    chose this entry); ``max_attempts``: it was moved to the dead-letter table;
+    ``undecodable``, ``storage_error``, ``closed``: it could not be stored or read.
+    """
 
     entry_id: str
     policy: str
