@@ -12,8 +12,11 @@ from typing import Any
 from seawall._clock import MONOTONIC, Clock, MonotonicClock
 from seawall.breaker import BreakerConfig, BreakerMetrics, CircuitBreaker
 from seawall.bulkhead import Bulkhead, BulkheadConfig, ThreadBulkhead
+from seawall.core.backoff import Backoff
 from seawall.core.breaker_state import State
+from seawall.core.budget import Budget, RetryBudget
 from seawall.core.window import CountWindow, TimeWindow
+from seawall.dependency import Criticality, Dependency, DependencyConfig, is_unavailable
 from seawall.errors import (
     BulkheadFullError,
     CircuitOpenError,
@@ -25,13 +28,30 @@ from seawall.errors import (
     SeawallError,
 )
 from seawall.events import LISTENERS, Listeners
+from seawall.fallback import (
+    AsyncStaleStore,
+    DegradationRecord,
+    Degraded,
+    Fallback,
+    MemoryStaleStore,
+    Result,
+    StaleStore,
+    current_degradations,
+    track_degradations,
+)
 from seawall.outbox import Outbox, OutboxConfig, OutboxEntry
+from seawall.retry import Attempt, Retry, RetryConfig, Transient, transient
+from seawall.timeouts import current_deadline, deadline, remaining, timeout
 
 __all__ = [
     "LISTENERS",
     "MONOTONIC",
+    "AsyncStaleStore",
+    "Attempt",
+    "Backoff",
     "BreakerConfig",
     "BreakerMetrics",
+    "Budget",
     "Bulkhead",
     "BulkheadConfig",
     "BulkheadFullError",
@@ -40,19 +60,40 @@ __all__ = [
     "Clock",
     "ConfigError",
     "CountWindow",
+    "Criticality",
     "DeadlineExceeded",
+    "DegradationRecord",
+    "Degraded",
+    "Dependency",
+    "DependencyConfig",
     "DependencyUnavailable",
+    "Fallback",
     "Listeners",
+    "MemoryStaleStore",
     "MonotonicClock",
     "Outbox",
     "OutboxConfig",
     "OutboxEntry",
     "RejectedError",
+    "Result",
+    "Retry",
+    "RetryBudget",
+    "RetryConfig",
     "RetryError",
     "SeawallError",
+    "StaleStore",
     "State",
     "ThreadBulkhead",
     "TimeWindow",
+    "Transient",
+    "current_deadline",
+    "current_degradations",
+    "deadline",
+    "is_unavailable",
+    "remaining",
+    "timeout",
+    "track_degradations",
+    "transient",
 ]
 
 

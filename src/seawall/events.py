@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LISTENERS",
     "BulkheadRejected",
+    "CallCompleted",
     "CallRejected",
     "Event",
     "FallbackFailed",
@@ -167,6 +168,19 @@ class FallbackFailed(Event):
     kind: str
     cause: BaseException
     error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallCompleted(Event):
+    """A call through a :class:`~seawall.Dependency` ended, every policy included.
+
+    ``outcome`` is ``"success"``, ``"fallback"`` (a degraded answer),
+    ``"rejected"`` (open circuit or full bulkhead), ``"timeout"`` or
+    ``"failure"``; ``duration`` covers every attempt and wait, in seconds.
+    """
+
+    outcome: str
+    duration: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

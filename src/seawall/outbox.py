@@ -438,6 +438,18 @@ class Outbox:
 
     # -- writing --------------------------------------------------------------
 
+    def _guard_delivery(
+        self,
+        wrap: Callable[[Callable[[OutboxEntry], object], bool], Callable[[OutboxEntry], object]],
+    ) -> None:
+        """Replace ``deliver`` by ``wrap(deliver, is_async)``, before any worker starts.
+
+        A BACKGROUND :class:`~seawall.Dependency` uses it to send every delivery
+        through its breaker, bulkhead and timeout; ``wrap`` must keep the
+        function sync or async as it was.
+        """
+        self._deliver = wrap(self._deliver, self._deliver_is_async)
+
     def put(self, topic: str, payload: object) -> str | None:
         """Store an event for delivery and return its id, committed to the file.
 

@@ -1,0 +1,781 @@
+"""Dependency: one named downstream and its policies, composed in the right order.
+
+A service has a handful of dependencies, and each deserves its own treatment:
+payment is critical (no answer is better than a wrong one), recommendations
+are degradable (the popular items will do), notifications are background (the
+user must not wait for them). A :class:`Dependency` names one downstream and
+runs every call to it through its policies, outermost first::
+
+    fallback -> retry -> breaker -> bulkhead -> timeout -> fn
+
+all inside the ambient deadline. The order matters: the breaker sees every
+attempt (so retries of a failing service open it sooner) but a rejection by an
+open breaker or a full bulkhead is never retried; the timeout bounds each
+attempt, the deadline all of them; the fallback only sees the final outcome.
+
+What happens when the call finally fails depends on the dependency's
+:class:`Criticality`:
+
+* ``CRITICAL`` -- the failure surfaces as
+  :class:`~seawall.errors.DependencyUnavailable` (an HTTP 503 with
+  ``Retry-After`` in the ASGI integration), carrying the cause and, when known,
+  when to try again.
+* ``DEGRADABLE`` -- the :class:`~seawall.fallback.Fallback` answers, and the
+  answer is marked as degraded (see :mod:`seawall.fallback`).
+* ``BACKGROUND`` -- calls are not made inline at all: :meth:`Dependency.send`
+  writes the event to a durable :class:`~seawall.outbox.Outbox` and returns;
+  the outbox's worker delivers it through the dependency's policies.
+
+Only failures that mean "unavailable" are turned into ``DependencyUnavailable``
+or answered by a fallback: rejections, timeouts, and whatever ``unavailable_on``
+accepts (by default :data:`~seawall.retry.transient`: connection errors and
+408/429/5xx statuses). Any other exception -- a 400, a ``ValueError`` from a
+bug -- propagates unchanged: it is an answer or a defect, not an outage, and
+hiding it behind a fallback would hide the defect.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+
+from seawall import _validate
+from seawall._clock import MONOTONIC, Clock
+from seawall.breaker import CircuitBreaker
+from seawall.bulkhead import Bulkhead, ThreadBulkhead
+from seawall.core.backoff import retry_after_of
+from seawall.errors import (
+    CircuitOpenError,
+    DeadlineExceeded,
+    DependencyUnavailable,
+    RejectedError,
+)
+from seawall.events import LISTENERS, CallCompleted, FallbackFailed, FallbackUsed, Listeners
+from seawall.fallback import (
+    AsyncStaleStore,
+    Degraded,
+    Fallback,
+    Result,
+    StaleStore,
+    current_degradations,
+    default_key,
+)
+from seawall.outbox import Outbox, OutboxEntry
+from seawall.retry import Retry, transient
+from seawall.timeouts import Deadline, Timeout, current_deadline
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+    from datetime import timedelta
+
+__all__ = ["Criticality", "Dependency", "DependencyConfig", "is_unavailable"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_monotonic = time.monotonic
+
+
+class Criticality(enum.Enum):
+    """How much a service needs a dependency, which decides what its failure does."""
+
+    CRITICAL = "critical"
+    """No answer without it: failure surfaces as ``DependencyUnavailable``."""
+    DEGRADABLE = "degradable"
+    """A fallback answers when it fails, and the answer is marked degraded."""
+    BACKGROUND = "background"
+    """Fire and forget through a durable outbox: callers never wait for it."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Return whether ``exc`` means the dependency is unavailable (the default test).
+
+    True for rejections (open circuit, full bulkhead), timeouts, and what
+    :data:`~seawall.retry.transient` accepts: connection errors and the HTTP
+    statuses 408, 429, 500, 502, 503 and 504.
+    """
+    return isinstance(exc, (RejectedError, TimeoutError)) or transient(exc)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DependencyConfig:
+    """The validated, immutable configuration of a :class:`Dependency`.
+
+    Fields are documented on :class:`Dependency`. Building one with a bad
+    combination raises :class:`~seawall.errors.ConfigError` naming each field.
+    """
+
+    criticality: Criticality = Criticality.CRITICAL
+    timeout: float | None = None
+    retry: Retry | None = None
+    breaker: CircuitBreaker | None = None
+    bulkhead: Bulkhead | ThreadBulkhead | None = None
+    fallback: Fallback | None = None
+    outbox: Outbox | None = None
+
+    def __post_init__(self) -> None:
+        errors: list[str] = []
+        crit: object = self.criticality
+        if not isinstance(crit, Criticality):
+            errors.append(f"criticality must be a Criticality, got {crit!r}")
+        if self.timeout is not None:
+            errors += _validate.duration("timeout", self.timeout, allow_zero=False)
+        errors += self._wrong_types()
+        if crit is Criticality.DEGRADABLE and self.fallback is None:
+            errors.append(
+                "fallback is required for a DEGRADABLE dependency "
+                "(Fallback.value, Fallback.call or Fallback.stale)"
+            )
+        if crit is Criticality.CRITICAL and self.fallback is not None:
+            errors.append(
+                "fallback must be None for a CRITICAL dependency: make it DEGRADABLE "
+                "if a fallback answer is acceptable"
+            )
+        if crit is Criticality.BACKGROUND:
+            if self.outbox is None:
+                errors.append("outbox is required for a BACKGROUND dependency")
+            if self.fallback is not None:
+                errors.append("fallback must be None for a BACKGROUND dependency")
+        elif self.outbox is not None:
+            errors.append("outbox is only for a BACKGROUND dependency")
+        _validate.fail_if(errors)
+
+    def _wrong_types(self) -> list[str]:
+        errors = []
+        for field, kind in (
+            ("retry", Retry),
+            ("breaker", CircuitBreaker),
+            ("bulkhead", (Bulkhead, ThreadBulkhead)),
+            ("fallback", Fallback),
+            ("outbox", Outbox),
+        ):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, kind):
+                errors.append(f"{field} must be a {_kind_name(kind)}, got {value!r}")
+        return errors
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return kind.__name__
+
+
+class Dependency:
+    """One named downstream with its policies: call it through here.
+
+    Args:
+        name: The dependency's name, used in errors, events and metrics.
+        criticality: What its failure does; see :class:`Criticality`.
+        timeout: Seconds allowed per attempt (> 0), never more than the ambient
+            deadline leaves. Async calls are interrupted when it runs out; sync
+            calls cannot be (see :func:`seawall.deadline`) and get it as the
+            ambient deadline, for their client's own timeout.
+        retry: The retry policy for attempts that fail transiently.
+        breaker: The circuit breaker every attempt goes through.
+        bulkhead: Caps concurrent attempts: a :class:`~seawall.bulkhead.Bulkhead`
+            for :meth:`call`, a :class:`~seawall.bulkhead.ThreadBulkhead` for
+            :meth:`call_sync`.
+        fallback: For DEGRADABLE dependencies (required there, refused elsewhere).
+        outbox: For BACKGROUND dependencies (required there, refused elsewhere):
+            where :meth:`send` writes. Its deliveries go through this
+            dependency's breaker, bulkhead and timeout; the outbox itself
+            retries them with backoff.
+        unavailable_on: Which failures mean "unavailable" (and so become
+            ``DependencyUnavailable`` or use the fallback): a predicate.
+            Default :func:`is_unavailable`. Others propagate unchanged.
+        clock: Time source for durations and stale ages; default the real clock.
+        listeners: Where events go; default :data:`seawall.events.LISTENERS`.
+
+    Raises:
+        ConfigError: A bad option or combination; the message names each.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_breaker",
+        "_bulkhead",
+        "_fallback",
+        "_listeners",
+        "_now",
+        "_retry",
+        "_stale",
+        "_timeout",
+        "_unavailable",
+        "config",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        criticality: Criticality = Criticality.CRITICAL,
+        timeout: float | timedelta | None = None,
+        retry: Retry | None = None,
+        breaker: CircuitBreaker | None = None,
+        bulkhead: Bulkhead | ThreadBulkhead | None = None,
+        fallback: Fallback | None = None,
+        outbox: Outbox | None = None,
+        unavailable_on: Callable[[BaseException], bool] = is_unavailable,
+        clock: Clock | None = None,
+        listeners: Listeners | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            _validate.fail_if([f"name must be a non-empty string, got {name!r}"])
+        predicate: object = unavailable_on  # typed, but callers may not be
+        if not callable(predicate):
+            _validate.fail_if([f"unavailable_on must be callable, got {predicate!r}"])
+        self.name = name
+        self.config = DependencyConfig(
+            criticality=criticality,
+            timeout=None if timeout is None else _validate.seconds(timeout),
+            retry=retry,
+            breaker=breaker,
+            bulkhead=bulkhead,
+            fallback=fallback,
+            outbox=outbox,
+        )
+        self._timeout = self.config.timeout
+        self._retry = None if retry is None else _named(retry, name)
+        self._breaker = breaker
+        self._bulkhead = bulkhead
+        self._fallback = fallback
+        self._stale = fallback if fallback is not None and fallback.kind == "stale" else None
+        self._unavailable = unavailable_on
+        self._now = (clock or MONOTONIC).monotonic
+        self._listeners = LISTENERS if listeners is None else listeners
+        if outbox is not None:
+            wanted = Bulkhead if outbox._deliver_is_async else ThreadBulkhead
+            if bulkhead is not None and not isinstance(bulkhead, wanted):
+                what = "async" if outbox._deliver_is_async else "sync"
+                _validate.fail_if(
+                    [f"bulkhead must be a {wanted.__name__} for a {what} deliver, got {bulkhead!r}"]
+                )
+            outbox._guard_delivery(self._guarded_delivery)
+
+    @property
+    def criticality(self) -> Criticality:
+        """The dependency's :class:`Criticality`."""
+        return self.config.criticality
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker, if any (readiness checks read its state)."""
+        return self._breaker
+
+    @property
+    def bulkhead(self) -> Bulkhead | ThreadBulkhead | None:
+        """The bulkhead, if any."""
+        return self._bulkhead
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The outbox of a BACKGROUND dependency."""
+        return self.config.outbox
+
+    # -- async -----------------------------------------------------------------
+
+    async def call(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """Await ``fn(*args, **kwargs)`` through every policy and return its answer.
+
+        For a DEGRADABLE dependency the answer may come from the fallback; use
+        :meth:`call_result` to be told.
+
+        Raises:
+            DependencyUnavailable: A CRITICAL dependency is unavailable, or a
+                DEGRADABLE one's fallback could not answer.
+            Exception: A failure that does not mean "unavailable", unchanged.
+        """
+        return (await self._call(fn, args, kwargs))[0]  # type: ignore[no-any-return]
+
+    async def call_result(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Result[R]:
+        """Like :meth:`call`, but say whether the answer is degraded."""
+        value, degraded = await self._call(fn, args, kwargs)
+        return Result(value, degraded)
+
+    async def _call(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, Degraded | None]:
+        self._refuse_background()
+        if self._bulkhead is not None and not isinstance(self._bulkhead, Bulkhead):
+            raise _wrong_bulkhead(self.name, "call", "Bulkhead")
+        listeners = self._listeners
+        started = self._now() if listeners._registrations else 0.0
+        try:
+            if self._retry is None:
+                result = await self._attempt(fn, args, kwargs)
+            else:
+                result = await self._retry.call_async(self._attempt, fn, args, kwargs)
+        except Exception as exc:
+            if not self._unavailable(exc):
+                self._completed(started, "failure")
+                raise
+            if self._fallback is None:
+                self._completed(started, _outcome(exc))
+                raise self._unavailable_error(exc) from exc
+            answer = await self._fall_back_async(exc, fn, args, kwargs)
+            self._completed(started, "fallback")
+            return answer
+        stale = self._stale
+        if stale is not None:
+            await _remember_async(stale, fn, args, kwargs, result)
+        self._completed(started, "success")
+        return result, None
+
+    async def _attempt(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """One attempt: breaker, then bulkhead, then timeout, then ``fn``."""
+        breaker = self._breaker
+        permit = 0 if breaker is None else _admit(breaker)
+        bulkhead = self._bulkhead
+        if bulkhead is not None:
+            try:
+                await bulkhead.acquire()  # type: ignore[misc] # checked by _call
+            except BaseException:
+                # A full bulkhead says nothing about the dependency's health.
+                _release(breaker, permit)
+                raise
+        t0 = self._now() if breaker is not None and breaker._timed else 0.0
+        try:
+            if self._timeout is None and current_deadline() is None:
+                result = await fn(*args, **kwargs)
+            else:
+                async with Timeout(self._timeout, self.name, self._listeners):
+                    result = await fn(*args, **kwargs)
+        except Exception as exc:
+            self._after_error(permit, exc, t0)
+            raise
+        except BaseException:
+            self._after_abort(permit)
+            raise
+        self._after_success(permit, t0)
+        return result
+
+    # The ends of an attempt, shared by the sync and async paths.
+
+    def _after_success(self, permit: int, t0: float) -> None:
+        bulkhead = self._bulkhead
+        if bulkhead is not None:
+            bulkhead.release()
+        breaker = self._breaker
+        if breaker is not None:
+            breaker._core.on_success(permit, self._now() - t0 if breaker._timed else 0.0)
+
+    def _after_error(self, permit: int, exc: Exception, t0: float) -> None:
+        bulkhead = self._bulkhead
+        if bulkhead is not None:
+            bulkhead.release()
+        breaker = self._breaker
+        if breaker is not None:
+            breaker._core.on_error(permit, exc, self._now() - t0 if breaker._timed else 0.0)
+
+    def _after_abort(self, permit: int) -> None:
+        # Cancelled or interrupted: neither success nor failure.
+        bulkhead = self._bulkhead
+        if bulkhead is not None:
+            bulkhead.release()
+        _release(self._breaker, permit)
+
+    async def _fall_back_async(
+        self,
+        exc: Exception,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, Degraded]:
+        fallback = cast("Fallback", self._fallback)
+        try:
+            if fallback.kind == "stale":
+                found = await _recall_async(fallback, fn, args, kwargs)
+                value, age = self._fresh_enough(fallback, found)
+            else:
+                value, age = _static_or_called(fallback, exc), None
+                if inspect.isawaitable(value):
+                    value = await value
+        except Exception as error:
+            raise self._fallback_failed(fallback, exc, error) from exc
+        return value, self._degraded(fallback, exc, age)
+
+    # -- sync ------------------------------------------------------------------
+
+    def call_sync(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``fn(*args, **kwargs)`` through every policy and return its answer.
+
+        The timeout cannot interrupt sync code: it is set as the ambient
+        deadline, so ``fn`` can pass :func:`seawall.remaining` to its client.
+
+        Raises:
+            DependencyUnavailable: A CRITICAL dependency is unavailable, or a
+                DEGRADABLE one's fallback could not answer.
+            Exception: A failure that does not mean "unavailable", unchanged.
+        """
+        return self._call_sync(fn, args, kwargs)[0]  # type: ignore[no-any-return]
+
+    def call_sync_result(
+        self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Result[R]:
+        """Like :meth:`call_sync`, but say whether the answer is degraded."""
+        value, degraded = self._call_sync(fn, args, kwargs)
+        return Result(value, degraded)
+
+    def _call_sync(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, Degraded | None]:
+        self._refuse_background()
+        if self._bulkhead is not None and not isinstance(self._bulkhead, ThreadBulkhead):
+            raise _wrong_bulkhead(self.name, "call_sync", "ThreadBulkhead")
+        listeners = self._listeners
+        started = self._now() if listeners._registrations else 0.0
+        try:
+            if self._retry is None:
+                result = self._attempt_sync(fn, args, kwargs)
+            else:
+                result = self._retry.call(self._attempt_sync, fn, args, kwargs)
+        except Exception as exc:
+            if not self._unavailable(exc):
+                self._completed(started, "failure")
+                raise
+            if self._fallback is None:
+                self._completed(started, _outcome(exc))
+                raise self._unavailable_error(exc) from exc
+            try:
+                answer = self._fall_back_sync(exc, fn, args, kwargs)
+            finally:
+                self._completed(started, "fallback")
+            return answer
+        stale = self._stale
+        if stale is not None:
+            _remember_sync(stale, fn, args, kwargs, result)
+        self._completed(started, "success")
+        return result, None
+
+    def _attempt_sync(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        ambient = current_deadline()
+        if ambient is not None and ambient <= _monotonic():
+            # Nothing left of the budget: not worth starting the call.
+            raise DeadlineExceeded(name=self.name, timeout=0.0)
+        breaker = self._breaker
+        permit = 0 if breaker is None else _admit(breaker)
+        bulkhead = self._bulkhead
+        if bulkhead is not None:
+            try:
+                bulkhead.acquire()  # checked by _call_sync
+            except BaseException:
+                _release(breaker, permit)
+                raise
+        t0 = self._now() if breaker is not None and breaker._timed else 0.0
+        try:
+            if self._timeout is None:
+                result = fn(*args, **kwargs)
+            else:
+                with Deadline(self._timeout, self.name, self._listeners):
+                    result = fn(*args, **kwargs)
+        except Exception as exc:
+            self._after_error(permit, exc, t0)
+            raise
+        except BaseException:
+            self._after_abort(permit)
+            raise
+        self._after_success(permit, t0)
+        return result
+
+    def _fall_back_sync(
+        self,
+        exc: Exception,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, Degraded]:
+        fallback = cast("Fallback", self._fallback)
+        try:
+            if fallback.kind == "stale":
+                store = fallback.store
+                if not isinstance(store, StaleStore):
+                    msg = f"the stale store of {self.name!r} is async-only: use call()"
+                    raise TypeError(msg)  # noqa: TRY301 - reported as the fallback's failure
+                found = store.get(_key(fallback, fn, args, kwargs))
+                value, age = self._fresh_enough(fallback, found)
+            else:
+                value, age = _static_or_called(fallback, exc), None
+                if inspect.isawaitable(value):
+                    close = getattr(value, "close", None)
+                    if close is not None:
+                        close()  # never leave an un-awaited coroutine behind
+                    msg = f"the fallback of {self.name!r} is async: use call(), not call_sync()"
+                    raise TypeError(msg)  # noqa: TRY301 - reported as the fallback's failure
+        except Exception as error:
+            raise self._fallback_failed(fallback, exc, error) from exc
+        return value, self._degraded(fallback, exc, age)
+
+    # -- decorator ----------------------------------------------------------------
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a function: async ones go through :meth:`call`, sync ones :meth:`call_sync`."""
+        self._refuse_background()
+        if inspect.iscoroutinefunction(fn):
+            call = self.call
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await call(fn, *args, **kwargs)
+
+            return async_wrapper
+        call_sync = self.call_sync
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return call_sync(fn, *args, **kwargs)
+
+        return wrapper
+
+    # -- background ---------------------------------------------------------------
+
+    def send(self, topic: str, payload: object) -> str | None:
+        """Write an event for a BACKGROUND dependency to its outbox, durably, and return.
+
+        The caller never waits for delivery and never sees it fail; see
+        :meth:`seawall.outbox.Outbox.put` for what is stored.
+
+        Returns:
+            The event's id (receivers deduplicate on it), or ``None`` if the
+            outbox dropped it (full, or storage failing), which is reported.
+        """
+        return self._outbox_of("send").put(topic, payload)
+
+    async def send_async(self, topic: str, payload: object) -> str | None:
+        """Like :meth:`send`, without blocking the event loop on the disk."""
+        return await self._outbox_of("send_async").put_async(topic, payload)
+
+    def _outbox_of(self, method: str) -> Outbox:
+        outbox = self.config.outbox
+        if outbox is None:
+            kind = self.criticality.name
+            msg = f"{method}() is for BACKGROUND dependencies; {self.name!r} is {kind}"
+            raise TypeError(msg)
+        return outbox
+
+    def _refuse_background(self) -> None:
+        if self.config.outbox is not None:
+            msg = f"{self.name!r} is a BACKGROUND dependency: use send() or send_async()"
+            raise TypeError(msg)
+
+    def _guarded_delivery(
+        self, deliver: Callable[[OutboxEntry], Any], is_async: bool
+    ) -> Callable[[OutboxEntry], Any]:
+        """Wrap the outbox's ``deliver`` in this dependency's breaker, bulkhead and timeout."""
+        if is_async:
+
+            async def deliver_async(entry: OutboxEntry) -> Any:
+                return await self._attempt(deliver, (entry,), {})
+
+            return deliver_async
+
+        def deliver_sync(entry: OutboxEntry) -> Any:
+            return self._attempt_sync(deliver, (entry,), {})
+
+        return deliver_sync
+
+    # -- failure, fallback and events ----------------------------------------------
+
+    def _unavailable_error(self, exc: BaseException) -> DependencyUnavailable:
+        retry_after = exc.retry_after if isinstance(exc, CircuitOpenError) else retry_after_of(exc)
+        return DependencyUnavailable(name=self.name, cause=exc, retry_after=retry_after)
+
+    def _fresh_enough(
+        self, fallback: Fallback, found: tuple[Any, float] | None
+    ) -> tuple[Any, float]:
+        if found is None:
+            msg = f"no stale value of {self.name!r} for these arguments"
+            raise LookupError(msg)
+        value, age = found
+        if age > fallback.max_stale:
+            msg = (
+                f"the stale value of {self.name!r} is {age:.3g}s old"
+                f" (max_stale {fallback.max_stale:.3g}s)"
+            )
+            raise LookupError(msg)
+        return value, age
+
+    def _degraded(self, fallback: Fallback, exc: BaseException, age: float | None) -> Degraded:
+        degraded = Degraded(self.name, fallback.kind, age, type(exc).__name__)
+        record = current_degradations()
+        if record is not None:
+            record.add(degraded)
+        listeners = self._listeners
+        if listeners._registrations:
+            listeners.emit(
+                FallbackUsed(name=self.name, at=self._now(), kind=fallback.kind, cause=exc, age=age)
+            )
+        return degraded
+
+    def _fallback_failed(
+        self, fallback: Fallback, exc: BaseException, error: BaseException
+    ) -> DependencyUnavailable:
+        # Never silent: an event for the exporters, and the fallback's error kept
+        # on the raised exception for whoever logs it.
+        listeners = self._listeners
+        if listeners._registrations:
+            listeners.emit(
+                FallbackFailed(
+                    name=self.name, at=self._now(), kind=fallback.kind, cause=exc, error=error
+                )
+            )
+        unavailable = self._unavailable_error(exc)
+        unavailable.add_note(f"fallback ({fallback.kind}) failed too: {error!r}")
+        return unavailable
+
+    def _completed(self, started: float, outcome: str) -> None:
+        listeners = self._listeners
+        if listeners._registrations:
+            listeners.emit(
+                CallCompleted(
+                    name=self.name,
+                    at=self._now(),
+                    outcome=outcome,
+                    duration=self._now() - started,
+                )
+            )
+
+    def __repr__(self) -> str:
+        return f"<Dependency {self.name!r} {self.criticality.name}>"
+
+
+def _named(retry: Retry, name: str) -> Retry:
+    """Give a default-named retry policy the dependency's name, for its events."""
+    if retry.name != "retry":
+        return retry
+    c = retry.config
+    return Retry(
+        attempts=c.attempts,
+        backoff=c.backoff,
+        on=c.on,
+        on_result=c.on_result,
+        max_elapsed=c.max_elapsed,
+        respect_retry_after=c.respect_retry_after,
+        budget=c.budget,
+        reraise=c.reraise,
+        name=name,
+        clock=retry._clock,
+        listeners=retry._listeners,
+        random=retry._random,
+    )
+
+
+def _admit(breaker: CircuitBreaker) -> int:
+    core = breaker._core
+    permit = core._admit
+    if permit is None:
+        permit = core.acquire()
+    return permit
+
+
+def _release(breaker: CircuitBreaker | None, permit: int) -> None:
+    if breaker is not None:
+        breaker._core.release(permit)
+
+
+def _wrong_bulkhead(name: str, method: str, wanted: str) -> TypeError:
+    return TypeError(f"dependency {name!r}: {method}() needs a {wanted} as its bulkhead")
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, RejectedError):
+        return "rejected"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "failure"
+
+
+def _static_or_called(fallback: Fallback, exc: BaseException) -> Any:
+    if fallback.kind == "value":
+        return fallback.default
+    return cast("Callable[[BaseException], Any]", fallback.fn)(exc)
+
+
+def _key(
+    fallback: Fallback, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
+    if fallback.key is not None:
+        return fallback.key(*args, **kwargs)
+    return default_key(fn, args, kwargs)
+
+
+async def _remember_async(
+    fallback: Fallback,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    value: Any,
+) -> None:
+    store = fallback.store
+    key = _key(fallback, fn, args, kwargs)
+    if isinstance(store, AsyncStaleStore):
+        await store.aput(key, value)
+    elif store is not None:
+        store.put(key, value)
+
+
+def _remember_sync(
+    fallback: Fallback,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    value: Any,
+) -> None:
+    store = fallback.store
+    if isinstance(store, StaleStore):
+        store.put(_key(fallback, fn, args, kwargs), value)
+
+
+async def _recall_async(
+    fallback: Fallback, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, float] | None:
+    store = fallback.store
+    key = _key(fallback, fn, args, kwargs)
+    if isinstance(store, AsyncStaleStore):
+        return await store.aget(key)
+    if store is not None:
+        return store.get(key)
+    return None

@@ -1,0 +1,628 @@
+"""The Dependency pipeline: order of policies, criticality, fallbacks, degraded marks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from seawall import (
+    Bulkhead,
+    CircuitBreaker,
+    CircuitOpenError,
+    ConfigError,
+    CountWindow,
+    DeadlineExceeded,
+    DependencyUnavailable,
+    State,
+    ThreadBulkhead,
+)
+from seawall.core.backoff import Backoff
+from seawall.dependency import Criticality, Dependency
+from seawall.events import CallCompleted, FallbackFailed, FallbackUsed, Listeners
+from seawall.fallback import Fallback, MemoryStaleStore, track_degradations
+from seawall.retry import Retry
+from seawall.testing import FakeClock, RecordingListener
+from seawall.timeouts import deadline, remaining
+
+
+class HTTPError(Exception):
+    """An error carrying an HTTP status, as clients raise them."""
+
+    def __init__(self, status_code: int, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+        if retry_after is not None:
+            self.retry_after = retry_after
+
+
+def quick_retry(clock: FakeClock, attempts: int = 3) -> Retry:
+    return Retry(
+        attempts=attempts, backoff=Backoff.constant(0.5), clock=clock, listeners=Listeners()
+    )
+
+
+def breaker(clock: FakeClock, **kw: Any) -> CircuitBreaker:
+    options: dict[str, Any] = {"window": CountWindow(10), "minimum_calls": 3, "open_duration": 30.0}
+    options.update(kw)
+    return CircuitBreaker("pay", clock=clock, listeners=Listeners(), **options)
+
+
+class Flaky:
+    """A downstream that fails with the given errors, then answers."""
+
+    def __init__(self, *errors: BaseException, answer: object = "ok") -> None:
+        self.errors = list(errors)
+        self.answer = answer
+        self.calls = 0
+
+    def __call__(self, *args: object) -> object:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.answer
+
+    async def async_(self, *args: object) -> object:
+        return self(*args)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# -- composition ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_retries_pass_through_the_breaker(mode: str, clock: FakeClock) -> None:
+    """Every attempt is a call of the breaker's window, so retries open it sooner."""
+    b = breaker(clock)
+    dep = Dependency("pay", retry=quick_retry(clock), breaker=b, listeners=Listeners())
+    down = Flaky(*[ConnectionError()] * 3)
+    with pytest.raises(DependencyUnavailable) as info:
+        if mode == "sync":
+            dep.call_sync(down)
+        else:
+            run(dep.call(down.async_))
+    assert down.calls == 3
+    assert isinstance(info.value.cause, ConnectionError)
+    assert b.state is State.OPEN  # three failed attempts = minimum_calls
+    assert clock.sleeps == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_open_breaker_is_never_retried(mode: str, clock: FakeClock) -> None:
+    """A rejection surfaces at once: no call, no sleep, retry_after from the breaker."""
+    b = breaker(clock)
+    b.force_open()
+    b.reset()
+    for _ in range(3):
+        with pytest.raises(ConnectionError), b:
+            raise ConnectionError
+    clock.advance(12)
+    dep = Dependency("pay", retry=quick_retry(clock), breaker=b, listeners=Listeners())
+    fn = Flaky()
+    with pytest.raises(DependencyUnavailable) as info:
+        if mode == "sync":
+            dep.call_sync(fn)
+        else:
+            run(dep.call(fn.async_))
+    assert fn.calls == 0
+    assert clock.sleeps == []
+    assert isinstance(info.value.cause, CircuitOpenError)
+    assert info.value.retry_after == pytest.approx(18.0)
+
+
+def test_a_full_bulkhead_is_not_retried_nor_counted_by_the_breaker(clock: FakeClock) -> None:
+    """BulkheadFullError surfaces at once and leaves the breaker's window untouched."""
+    b = breaker(clock)
+    bh = Bulkhead("pay", max_concurrent=1, listeners=Listeners())
+    dep = Dependency("pay", retry=quick_retry(clock), breaker=b, bulkhead=bh, listeners=Listeners())
+    gate = asyncio.Event()
+
+    async def hold() -> str:
+        await gate.wait()
+        return "held"
+
+    async def main() -> None:
+        holder = asyncio.create_task(dep.call(hold))
+        await asyncio.sleep(0)
+        with pytest.raises(DependencyUnavailable) as info:
+            await dep.call(hold)
+        assert type(info.value.cause).__name__ == "BulkheadFullError"
+        gate.set()
+        assert await holder == "held"
+
+    run(main())
+    assert clock.sleeps == []
+    m = b.metrics
+    assert (m.calls, m.failures) == (1, 0)
+    assert bh.in_use == 0
+
+
+def test_transient_failure_then_success_is_an_answer(clock: FakeClock) -> None:
+    dep = Dependency("pay", retry=quick_retry(clock), listeners=Listeners())
+    fn = Flaky(HTTPError(503), HTTPError(502), answer={"id": 7})
+    assert run(dep.call(fn.async_)) == {"id": 7}
+    assert fn.calls == 3
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("error", [ValueError("bug"), HTTPError(400), HTTPError(404)])
+def test_errors_that_are_not_outages_propagate_unchanged(
+    mode: str, error: Exception, clock: FakeClock
+) -> None:
+    """A 4xx or a bug is an answer or a defect: not retried, not wrapped, no fallback."""
+    dep = Dependency(
+        "recs",
+        criticality=Criticality.DEGRADABLE,
+        retry=quick_retry(clock),
+        fallback=Fallback.value([]),
+        listeners=Listeners(),
+    )
+    fn = Flaky(error)
+    with pytest.raises(type(error)) as info:
+        if mode == "sync":
+            dep.call_sync(fn)
+        else:
+            run(dep.call(fn.async_))
+    assert info.value is error
+    assert fn.calls == 1
+
+
+def test_critical_failure_carries_the_downstreams_retry_after(clock: FakeClock) -> None:
+    """A 503 with Retry-After becomes DependencyUnavailable(retry_after=...)."""
+    dep = Dependency("pay", retry=quick_retry(clock, attempts=1), listeners=Listeners())
+    with pytest.raises(DependencyUnavailable) as info:
+        dep.call_sync(Flaky(HTTPError(503, retry_after=7.0)))
+    assert info.value.name == "pay"
+    assert info.value.retry_after == 7.0
+    assert isinstance(info.value.__cause__, HTTPError)
+
+
+# -- timeouts -----------------------------------------------------------------
+
+
+def test_each_attempt_is_limited_by_the_timeout() -> None:
+    """A hung attempt is cut at `timeout`, retried, then reported unavailable."""
+    calls = 0
+
+    async def hang() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(10)
+
+    dep = Dependency(
+        "pay",
+        timeout=0.02,
+        retry=Retry(attempts=2, backoff=Backoff.constant(0.0), listeners=Listeners()),
+        listeners=Listeners(),
+    )
+
+    async def main() -> None:
+        async with asyncio.timeout(5):
+            with pytest.raises(DependencyUnavailable) as info:
+                await dep.call(hang)
+        assert isinstance(info.value.cause, DeadlineExceeded)
+
+    run(main())
+    assert calls == 2
+
+
+def test_the_ambient_deadline_bounds_a_call_without_timeout() -> None:
+    async def hang() -> None:
+        await asyncio.sleep(10)
+
+    dep = Dependency("pay", listeners=Listeners())
+
+    async def main() -> None:
+        async with asyncio.timeout(5):
+            with deadline(0.02), pytest.raises(DependencyUnavailable) as info:
+                # Set, not enforced, by the caller (as a middleware would):
+                # the dependency's attempt enforces it.
+                await dep.call(hang)
+            assert isinstance(info.value.cause, DeadlineExceeded)
+            with pytest.raises(DeadlineExceeded) as outer:
+                async with deadline(0.02, name="request"):
+                    # Enforced by the caller too: the caller's scope ends first
+                    # and reports its own expiry.
+                    await dep.call(hang)
+            assert outer.value.name == "request"
+
+    run(main())
+
+
+def test_sync_calls_get_their_timeout_as_the_ambient_deadline() -> None:
+    """Sync code cannot be interrupted: it reads its budget from remaining()."""
+    dep = Dependency("db", timeout=2.0, listeners=Listeners())
+    seen = dep.call_sync(remaining)
+    assert seen is not None
+    assert 1.5 < seen <= 2.0
+    with deadline(0.5):
+        seen = dep.call_sync(remaining)
+    assert seen is not None
+    assert seen <= 0.5
+
+
+def test_sync_call_past_the_deadline_is_not_started() -> None:
+    fn = Flaky()
+    dep = Dependency("db", listeners=Listeners())
+    with deadline(0.0), pytest.raises(DependencyUnavailable) as info:
+        dep.call_sync(fn)
+    assert isinstance(info.value.cause, DeadlineExceeded)
+    assert fn.calls == 0
+
+
+# -- fallbacks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_value_fallback_is_marked_degraded(mode: str, clock: FakeClock) -> None:
+    listeners = Listeners()
+    rec = RecordingListener()
+    listeners.add(rec)
+    dep = Dependency(
+        "recs",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.value(("popular",)),
+        clock=clock,
+        listeners=listeners,
+    )
+    down = Flaky(ConnectionError("refused"))
+    with track_degradations() as record:
+        result = dep.call_sync_result(down) if mode == "sync" else run(dep.call_result(down.async_))
+    assert result.value == ("popular",)
+    assert result.degraded is not None
+    assert (result.degraded.dependency, result.degraded.kind) == ("recs", "value")
+    assert result.degraded.reason == "ConnectionError"
+    assert record.dependencies == ["recs"]
+    used = rec.of_type(FallbackUsed)
+    assert [(e.name, e.kind) for e in used] == [("recs", "value")]
+    assert [e.outcome for e in rec.of_type(CallCompleted)] == ["fallback"]
+
+
+def test_fresh_answers_are_not_marked(clock: FakeClock) -> None:
+    dep = Dependency(
+        "recs",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.value([]),
+        listeners=Listeners(),
+    )
+    with track_degradations() as record:
+        result = dep.call_sync_result(Flaky(answer=[1, 2]))
+    assert result.value == [1, 2]
+    assert result.degraded is None
+    assert not record
+
+
+def test_callable_fallback_sync_and_async(clock: FakeClock) -> None:
+    seen: list[BaseException] = []
+
+    def by_error(exc: BaseException) -> str:
+        seen.append(exc)
+        return f"fallback for {type(exc).__name__}"
+
+    async def by_error_async(exc: BaseException) -> str:
+        return by_error(exc)
+
+    for fb in (by_error, by_error_async):
+        dep = Dependency(
+            "recs",
+            criticality=Criticality.DEGRADABLE,
+            fallback=Fallback.call(fb),
+            listeners=Listeners(),
+        )
+        assert run(dep.call(Flaky(TimeoutError()).async_)) == "fallback for TimeoutError"
+    assert len(seen) == 2
+
+
+def test_async_fallback_in_sync_call_is_reported(clock: FakeClock) -> None:
+    async def by_error_async(exc: BaseException) -> str:
+        return "never"
+
+    dep = Dependency(
+        "recs",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.call(by_error_async),
+        listeners=Listeners(),
+    )
+    with pytest.raises(DependencyUnavailable) as info:
+        dep.call_sync(Flaky(ConnectionError()))
+    assert any("use call()" in note for note in info.value.__notes__)
+
+
+def test_a_failing_fallback_is_reported_not_swallowed(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    listeners = Listeners()
+    rec = RecordingListener()
+    listeners.add(rec)
+
+    def broken(exc: BaseException) -> str:
+        raise KeyError("cache miss")
+
+    dep = Dependency(
+        "recs",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.call(broken),
+        listeners=listeners,
+    )
+    with pytest.raises(DependencyUnavailable) as info:
+        dep.call_sync(Flaky(ConnectionError()))
+    assert isinstance(info.value.cause, ConnectionError)
+    assert "cache miss" in info.value.__notes__[0]
+    failed = rec.of_type(FallbackFailed)
+    assert len(failed) == 1
+    assert isinstance(failed[0].error, KeyError)
+    assert caplog.records == [] or all(r.levelno < logging.ERROR for r in caplog.records)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_stale_fallback_serves_last_good_value_until_max_stale(mode: str, clock: FakeClock) -> None:
+    """Fresh value, then failures: stale with its age until max_stale, then the failure."""
+    store = MemoryStaleStore(clock=clock)
+    dep = Dependency(
+        "catalog",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.stale(60, store=store),
+        clock=clock,
+        listeners=Listeners(),
+    )
+    price = {"sku": 1, "cents": 999}
+
+    def call(fn: Flaky, sku: int) -> Any:
+        if mode == "sync":
+            return dep.call_sync_result(fn, sku)
+        return run(dep.call_result(fn.async_, sku))
+
+    fresh = Flaky(answer=price)
+    assert call(fresh, 1).degraded is None
+    clock.advance(20)
+    stale = call(Flaky(ConnectionError()), 1)
+    assert stale.value == price
+    assert stale.degraded is not None
+    assert stale.degraded.kind == "stale"
+    assert stale.degraded.age == pytest.approx(20)
+    with pytest.raises(DependencyUnavailable):  # another key has no stale value
+        call(Flaky(ConnectionError()), 2)
+    clock.advance(40.5)
+    with pytest.raises(DependencyUnavailable) as info:
+        call(Flaky(ConnectionError()), 1)
+    assert "60.5s old" in info.value.__notes__[0]
+
+
+def test_stale_key_function(clock: FakeClock) -> None:
+    class Client:
+        pass
+
+    dep = Dependency(
+        "catalog",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.stale(60, key=lambda client, sku: f"sku:{sku}"),
+        clock=clock,
+        listeners=Listeners(),
+    )
+    dep.call_sync(Flaky(answer="v1"), Client(), 5)
+    assert dep.call_sync(Flaky(ConnectionError()), Client(), 5) == "v1"
+
+
+# -- the seed example ---------------------------------------------------------------
+
+
+class Shop:
+    """process_order from the seed article: inventory and payment at once, notify in background."""
+
+    def __init__(self, tmp_path: Any, clock: FakeClock) -> None:
+        self.gate_payment = asyncio.Event()
+        self.gate_notify = asyncio.Event()
+        self.payment_calls = self.inventory_calls = self.notified = 0
+        self.block_payment = False
+        self.payment = Dependency(
+            "payment",
+            timeout=5,
+            bulkhead=Bulkhead("payment", max_concurrent=2, listeners=Listeners()),
+            listeners=Listeners(),
+        )
+        self.inventory = Dependency(
+            "inventory",
+            timeout=5,
+            bulkhead=Bulkhead("inventory", max_concurrent=10, listeners=Listeners()),
+            listeners=Listeners(),
+        )
+        from seawall.outbox import Outbox
+
+        self.outbox = Outbox(
+            tmp_path / "notify.db",
+            deliver=self._deliver,
+            synchronous="normal",
+            listeners=Listeners(),
+        )
+        self.notification = Dependency(
+            "notification",
+            criticality=Criticality.BACKGROUND,
+            bulkhead=Bulkhead("notification", max_concurrent=1, listeners=Listeners()),
+            outbox=self.outbox,
+            listeners=Listeners(),
+        )
+
+    async def _deliver(self, entry: Any) -> None:
+        await self.gate_notify.wait()  # the notification service hangs
+        self.notified += 1
+
+    async def charge(self, order: int) -> str:
+        self.payment_calls += 1
+        if self.block_payment:
+            await self.gate_payment.wait()
+        return f"charge-{order}"
+
+    async def reserve(self, order: int) -> str:
+        self.inventory_calls += 1
+        await asyncio.sleep(0)
+        return f"reservation-{order}"
+
+    async def process_order(self, order: int) -> tuple[str, str]:
+        reservation, charge = await asyncio.gather(
+            self.inventory.call(self.reserve, order), self.payment.call(self.charge, order)
+        )
+        await self.notification.send_async("order-confirmed", {"order": order})
+        return reservation, charge
+
+
+def test_seed_example_notification_stuck_does_not_delay_orders(
+    tmp_path: Any, clock: FakeClock
+) -> None:
+    """With every notification delivery hanging, all orders still complete."""
+    shop = Shop(tmp_path, clock)
+
+    async def main() -> None:
+        await shop.outbox.start_async()
+        try:
+            async with asyncio.timeout(20):
+                results = [await shop.process_order(i) for i in range(20)]
+            assert results[3] == ("reservation-3", "charge-3")
+            assert shop.notified == 0  # still stuck
+            assert shop.outbox.depth == 20
+            shop.gate_notify.set()
+            assert await shop.outbox.flush_async(10) == 0
+        finally:
+            await shop.outbox.stop_async()
+
+    run(main())
+    assert shop.notified == 20
+    shop.outbox.close()
+
+
+def test_seed_example_saturated_payment_pushes_back_on_payment_only(
+    tmp_path: Any, clock: FakeClock
+) -> None:
+    """Payment's pool full: payment calls are refused at once, inventory calls still pass."""
+    shop = Shop(tmp_path, clock)
+    shop.block_payment = True
+
+    async def main() -> list[Any]:
+        async with asyncio.timeout(20):
+            orders = [asyncio.create_task(shop.process_order(i)) for i in range(5)]
+            for _ in range(5):
+                await asyncio.sleep(0)
+            refused = [t for t in orders if t.done()]
+            assert len(refused) == 3  # two hold the payment permits
+            assert shop.inventory_calls == 5  # every inventory call went through
+            shop.gate_payment.set()
+            return await asyncio.gather(*orders, return_exceptions=True)
+
+    results = run(main())
+    unavailable = [r for r in results if isinstance(r, DependencyUnavailable)]
+    assert len(unavailable) == 3
+    assert all(r.name == "payment" for r in unavailable)
+    assert sum(isinstance(r, tuple) for r in results) == 2
+    assert shop.payment_calls == 2
+    shop.outbox.close()
+
+
+# -- background and configuration ----------------------------------------------------
+
+
+def test_background_deliveries_go_through_the_breaker(tmp_path: Any, clock: FakeClock) -> None:
+    """Failed deliveries open the breaker; then the outbox is refused without a call."""
+    from seawall.outbox import Outbox
+
+    attempts = 0
+
+    def deliver(entry: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError("notification service down")
+
+    b = breaker(clock, minimum_calls=2)
+    outbox = Outbox(
+        tmp_path / "n.db",
+        deliver=deliver,
+        synchronous="normal",
+        backoff_initial=0.01,
+        backoff_maximum=0.02,
+        clock=clock,
+        listeners=Listeners(),
+    )
+    dep = Dependency(
+        "notification",
+        criticality=Criticality.BACKGROUND,
+        breaker=b,
+        bulkhead=ThreadBulkhead("notification", max_concurrent=2, listeners=Listeners()),
+        outbox=outbox,
+        listeners=Listeners(),
+    )
+    ids = [dep.send("sent", {"n": i}) for i in range(3)]
+    assert all(ids)
+    assert outbox.depth == 3
+    for _ in range(3):
+        outbox.deliver_due()
+        clock.advance(1)
+    assert b.state is State.OPEN
+    assert attempts == 2  # the third delivery was refused by the open breaker
+    assert outbox.depth == 3
+    outbox.close()
+
+
+def test_background_dependency_refuses_inline_calls(tmp_path: Any) -> None:
+    from seawall.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "n.db", deliver=lambda e: None, listeners=Listeners())
+    dep = Dependency("n", criticality=Criticality.BACKGROUND, outbox=outbox, listeners=Listeners())
+    with pytest.raises(TypeError, match="use send"):
+        dep.call_sync(print)
+    with pytest.raises(TypeError, match="use send"):
+        dep(print)
+    outbox.close()
+    with pytest.raises(TypeError, match="for BACKGROUND dependencies"):
+        Dependency("p", listeners=Listeners()).send("t", {})
+
+
+def test_wrong_bulkhead_kind_is_a_clear_error() -> None:
+    dep = Dependency("p", bulkhead=ThreadBulkhead("p", max_concurrent=1), listeners=Listeners())
+
+    async def fn() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="needs a Bulkhead"):
+        run(dep.call(fn))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"criticality": Criticality.DEGRADABLE}, "fallback is required for a DEGRADABLE"),
+        ({"fallback": Fallback.value(1)}, "fallback must be None for a CRITICAL"),
+        ({"criticality": Criticality.BACKGROUND}, "outbox is required for a BACKGROUND"),
+        ({"criticality": "critical"}, "criticality must be a Criticality, got 'critical'"),
+        ({"timeout": 0}, "timeout must be a finite number of seconds > 0, got 0"),
+        ({"timeout": -1.0}, "timeout must be a finite number of seconds > 0, got -1.0"),
+        ({"retry": 3}, "retry must be a Retry, got 3"),
+        ({"breaker": "pay"}, "breaker must be a CircuitBreaker, got 'pay'"),
+        ({"bulkhead": 10}, "bulkhead must be a Bulkhead or ThreadBulkhead, got 10"),
+        ({"unavailable_on": 5}, "unavailable_on must be callable, got 5"),
+    ],
+)
+def test_bad_configuration(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Dependency("dep", **options)
+    assert message in str(info.value)
+
+
+def test_decorator_and_retry_events_use_the_dependency_name(clock: FakeClock) -> None:
+    listeners = Listeners()
+    rec = RecordingListener()
+    listeners.add(rec)
+    retry = Retry(attempts=2, backoff=Backoff.constant(0.1), clock=clock, listeners=listeners)
+    dep = Dependency("inventory", retry=retry, listeners=listeners)
+    fn = Flaky(ConnectionError())
+
+    @dep
+    def reserve(sku: str) -> object:
+        return fn(sku)
+
+    assert reserve("a") == "ok"
+    scheduled = [e for e in rec.events if type(e).__name__ == "RetryScheduled"]
+    assert [e.name for e in scheduled] == ["inventory"]
+    assert [e.outcome for e in rec.of_type(CallCompleted)] == ["success"]
