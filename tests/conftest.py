@@ -44,3 +44,23 @@ def drive(request: pytest.FixtureRequest, clock: FakeClock) -> Any:
     driver = Driver(request.param, clock)
     yield driver
     driver.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Any:
+    """A real redis-server for the session (see tests/servers.py)."""
+    from tests.servers import start_redis
+
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Any:
+    """A real PostgreSQL cluster for the session (see tests/servers.py)."""
+    from tests.servers import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.stop()
