@@ -40,6 +40,7 @@ from seawall.fallback import (
     track_degradations,
 )
 from seawall.outbox import Outbox, OutboxConfig, OutboxEntry
+from seawall.registry import BudgetProblem, Registry
 from seawall.retry import Attempt, Retry, RetryConfig, Transient, transient
 from seawall.timeouts import current_deadline, deadline, remaining, timeout
 
@@ -52,6 +53,7 @@ __all__ = [
     "BreakerConfig",
     "BreakerMetrics",
     "Budget",
+    "BudgetProblem",
     "Bulkhead",
     "BulkheadConfig",
     "BulkheadFullError",
@@ -74,6 +76,7 @@ __all__ = [
     "Outbox",
     "OutboxConfig",
     "OutboxEntry",
+    "Registry",
     "RejectedError",
     "Result",
     "Retry",

@@ -170,6 +170,22 @@ class Backoff:
         return _exponential(self.initial, self.maximum, self.multiplier, self.jitter, rand)
 
 
+    def longest(self, retries: int) -> float:
+        """Return the longest total time ``retries`` delays of one call can add up to.
+
+        Jitter only ever shortens a delay, so the bound is the schedule with its
+        jitter at the top of its range. A :class:`~seawall.Registry` adds this
+        to attempts x timeout to check that a dependency fits in the request's
+        deadline.
+        """
+        if retries <= 0:
+            return 0.0
+        # random() -> 1.0 is the top of every jitter's range (full, equal, and
+        # decorrelated's uniform(initial, previous * 3)).
+        delays = self.delays(random=lambda: 1.0)
+        return float(sum(next(delays) for _ in range(retries)))
+
+
 def _repeat(delay: float) -> Iterator[float]:
     while True:
         yield delay

@@ -1,0 +1,237 @@
+"""Registry: configuration with defaults, bases and overrides; the timeout hierarchy check."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seawall import Bulkhead, ConfigError, Criticality, Registry, ThreadBulkhead, TimeWindow
+from seawall.events import Listeners
+from seawall.fallback import Fallback
+
+CONFIG: dict[str, Any] = {
+    "request_deadline": 25.0,
+    "defaults": {
+        "timeout": 5.0,
+        "retry": {
+            "attempts": 3,
+            "backoff": {"kind": "exponential", "initial": 0.1, "maximum": 2.0},
+        },
+        "breaker": {"failure_rate_threshold": 0.5, "window": {"kind": "count", "size": 50}},
+    },
+    "configs": {"external": {"timeout": 7.0, "bulkhead": {"max_concurrent": 20}}},
+    "dependencies": {
+        "payment": {"base": "external", "retry": {"attempts": 2}},
+        "inventory": {"bulkhead": {"max_concurrent": 5, "kind": "thread"}},
+        "recommendations": {
+            "criticality": "degradable",
+            "fallback": {"kind": "value", "value": ["popular"]},
+            "retry": False,
+            "breaker": {"window": {"kind": "time", "seconds": 30}},
+        },
+    },
+}
+
+
+def load(config: dict[str, Any], **kw: Any) -> Registry:
+    return Registry.from_mapping(config, listeners=Listeners(), **kw)
+
+
+def test_defaults_bases_and_overrides_merge_key_by_key() -> None:
+    reg = load(CONFIG)
+    assert set(reg.dependencies) == {"payment", "inventory", "recommendations"}
+    payment = reg["payment"]
+    assert payment.config.timeout == 7.0  # from the "external" base
+    assert payment.config.retry is not None
+    assert payment.config.retry.config.attempts == 2  # own override
+    assert payment.config.retry.config.backoff.maximum == 2.0  # from defaults, kept
+    assert isinstance(payment.bulkhead, Bulkhead)
+    assert payment.bulkhead.max_concurrent == 20
+    assert payment.breaker is not None
+    assert payment.breaker.config.window.size == 50  # type: ignore[union-attr]
+    inventory = reg["inventory"]
+    assert inventory.config.timeout == 5.0
+    assert isinstance(inventory.bulkhead, ThreadBulkhead)
+    recs = reg["recommendations"]
+    assert recs.criticality is Criticality.DEGRADABLE
+    assert recs.config.retry is None  # switched off with `false`
+    assert recs.breaker is not None
+    assert recs.breaker.config.window == TimeWindow(30)
+    assert recs.breaker.config.failure_rate_threshold == 0.5
+
+
+def test_each_value_fallback_gets_its_own_copy() -> None:
+    config = {
+        "dependencies": {
+            name: {"criticality": "degradable", "fallback": {"kind": "value", "value": [1]}}
+            for name in ("a", "b")
+        }
+    }
+    reg = load(config)
+    a, b = reg["a"].config.fallback, reg["b"].config.fallback
+    assert a is not None
+    assert b is not None
+    assert a.default == b.default
+    assert a.default is not b.default
+
+
+def test_fallbacks_and_outboxes_given_in_code(tmp_path: Path) -> None:
+    from seawall.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "o.db", deliver=lambda e: None, listeners=Listeners())
+    reg = load(
+        {
+            "dependencies": {
+                "recs": {"criticality": "degradable"},
+                "notify": {"criticality": "background"},
+            }
+        },
+        fallbacks={"recs": Fallback.call(lambda exc: [])},
+        outboxes={"notify": outbox},
+    )
+    assert reg["recs"].config.fallback is not None
+    assert reg["recs"].config.fallback.kind == "call"
+    assert reg["notify"].outbox is outbox
+    outbox.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"dependencies": {"p": {"timout": 3}}}, "dependencies.p.timout: unknown key"),
+        (
+            {"dependencies": {"p": {"retry": {"attemps": 3}}}},
+            "dependencies.p.retry.attemps: unknown key",
+        ),
+        (
+            {"defaults": {"breaker": {"window": {"kind": "ring"}}}, "dependencies": {"p": {}}},
+            "window.kind must be 'count' or 'time'",
+        ),
+        (
+            {"dependencies": {"p": {"breaker": {"failure_rate_threshold": 2}}}},
+            "dependencies.p.breaker: failure_rate_threshold must be in (0, 1], got 2",
+        ),
+        (
+            {"dependencies": {"p": {"retry": {"attempts": 0}}}},
+            "dependencies.p.retry: attempts must be an integer >= 1, got 0",
+        ),
+        (
+            {"dependencies": {"p": {"timeout": -1}}},
+            "dependencies.p: timeout must be a finite number of seconds > 0, got -1",
+        ),
+        (
+            {"dependencies": {"p": {"criticality": "vital"}}},
+            "dependencies.p.criticality: must be one of critical, degradable, background",
+        ),
+        (
+            {"dependencies": {"p": {"criticality": "degradable"}}},
+            "dependencies.p: fallback is required for a DEGRADABLE",
+        ),
+        ({"dependencies": {"p": {"base": "nope"}}}, "dependencies.p.base: no config named 'nope'"),
+        (
+            {"dependencies": {"p": {"bulkhead": {"max_concurrent": 0}}}},
+            "dependencies.p.bulkhead: max_concurrent must be an integer >= 1, got 0",
+        ),
+        (
+            {"dependencies": {"p": {"retry": 3}}},
+            "dependencies.p.retry: must be a table or false, got 3",
+        ),
+        ({"dependncies": {}}, "dependncies: unknown key"),
+    ],
+)
+def test_bad_configuration_names_the_path(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(config)
+    assert message in str(info.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    config = {"dependencies": {"a": {"timeout": -1}, "b": {"retry": {"attempts": 0}}}}
+    with pytest.raises(ConfigError) as info:
+        load(config)
+    assert "dependencies.a" in str(info.value)
+    assert "dependencies.b.retry" in str(info.value)
+
+
+def test_a_dependency_that_cannot_fit_the_request_deadline_is_reported() -> None:
+    """3 attempts x 8 s + up to 3 s of backoff = 27 s > 25 s: both numbers named."""
+    config = {
+        "request_deadline": 25,
+        "dependencies": {
+            "payment": {
+                "timeout": 8,
+                "retry": {"attempts": 3, "backoff": {"kind": "constant", "delay": 1.5}},
+            },
+            "db": {"timeout": 5, "retry": {"attempts": 3}},
+        },
+    }
+    with pytest.raises(ConfigError) as info:
+        load(config)
+    text = str(info.value)
+    assert "'payment' needs up to 27s" in text
+    assert "3 attempt(s) x 8s timeout + 3s backoff" in text
+    assert "request deadline of 25s" in text
+    assert "'db'" not in text
+
+
+def test_budget_problems_can_be_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    config = {
+        "request_deadline": 10,
+        "dependencies": {"slow": {"timeout": 6, "retry": {"attempts": 2}}},
+    }
+    with caplog.at_level(logging.WARNING, logger="seawall.registry"):
+        reg = load(config, strict=False)
+    assert [p.dependency for p in reg.problems] == ["slow"]
+    assert reg.problems[0].worst_case > 12
+    assert "more than the request deadline of 10s" in caplog.text
+
+
+def test_exponential_backoff_worst_case_is_its_capped_schedule() -> None:
+    """Full jitter never exceeds the cap: 0.1 + 0.2 + 0.3 (capped) for three retries."""
+    config = {
+        "request_deadline": 20.75,
+        "dependencies": {
+            "p": {
+                "timeout": 5,
+                "retry": {"attempts": 4, "backoff": {"initial": 0.1, "maximum": 0.3}},
+            }
+        },
+    }
+    with pytest.raises(ConfigError, match=r"needs up to 20.6s"):
+        load(config | {"request_deadline": 20.5})
+    assert load(config).problems == []  # 4 x 5 + 0.1 + 0.2 + 0.3 = 20.6
+
+
+def test_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "deps.toml"
+    path.write_text(
+        """
+request_deadline = 25.0
+[defaults]
+timeout = 2.0
+[dependencies.payment]
+criticality = "critical"
+retry = { attempts = 2, backoff = { kind = "constant", delay = 0.2 } }
+[dependencies.recs]
+criticality = "degradable"
+fallback = { kind = "stale", max_stale = 300 }
+"""
+    )
+    reg = Registry.from_toml(path, listeners=Listeners())
+    assert reg.request_deadline == 25.0
+    assert reg["payment"].config.timeout == 2.0
+    assert reg["recs"].config.fallback is not None
+    assert reg["recs"].config.fallback.max_stale == 300
+    assert "payment" in reg
+    assert len(reg) == 2
+    assert [d.name for d in reg] == ["payment", "recs"]
+
+
+def test_duplicate_names_in_code() -> None:
+    from seawall import Dependency
+
+    with pytest.raises(ConfigError, match="registered twice"):
+        Registry([Dependency("a", listeners=Listeners()), Dependency("a", listeners=Listeners())])
