@@ -39,3 +39,30 @@ async def use() -> None:
         charge("o-2", 1)
     except seawall.CircuitOpenError as err:
         assert_type(err.retry_after, float | None)
+
+
+retry = seawall.Retry(attempts=3, backoff=seawall.Backoff.exponential(0.1, 2.0))
+dependency = seawall.Dependency("inventory", timeout=2.0, retry=retry)
+
+
+@retry
+async def reserve(sku: str) -> int:
+    return len(sku)
+
+
+@dependency
+async def reserve_through_dependency(sku: str) -> int:
+    return len(sku)
+
+
+async def use_retry_and_dependency() -> None:
+    assert_type(await reserve("a"), int)
+    assert_type(await reserve_through_dependency("a"), int)
+    assert_type(await dependency.call(reserve, "a"), int)
+    result = await dependency.call_result(reserve, "a")
+    assert_type(result.value, int)
+    assert_type(seawall.remaining(), float | None)
+    async with seawall.timeout(1.0, name="inventory"):
+        pass
+    with seawall.deadline(2.0):
+        pass
