@@ -230,3 +230,40 @@ def start_postgres() -> PostgresServer:
             raise TimeoutError(msg)
         time.sleep(0.05)
     return PostgresServer("postgres", port, process, workdir, stop_signal=signal.SIGINT)
+
+
+@contextlib.contextmanager
+def serve_asgi(app: object, *, startup_timeout: float = 10.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn (h11) on 127.0.0.1 in a thread; yield its base URL."""
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        http="h11",
+        ws="none",
+        lifespan="off",
+        loop="asyncio",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                msg = "uvicorn did not start"
+                raise TimeoutError(msg)
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -1,0 +1,1 @@
+"""The reference service: an order API on real HTTP dependencies, with fault knobs."""

@@ -1,0 +1,288 @@
+"""The reference service's downstreams: small real HTTP services with fault knobs.
+
+Each simulator (payment, inventory, notification, recommendations, analytics)
+is its own process on a loopback port, serving a few endpoints that do just
+enough to be checked -- payment keeps its charges by idempotency key, so a
+double charge is visible -- and a control API to break it at run time::
+
+    PUT    /_control/fault   {"latency": 2.0}                  slow, not down
+    PUT    /_control/fault   {"error_rate": 1, "status": 503, "retry_after": 5}
+    PUT    /_control/fault   {"hang_rate": 1}                  accept, never answer
+    PUT    /_control/fault   {"drop_rate": 1}                  close the connection
+    PUT    /_control/fault   {"lose_response_rate": 1}         commit, then close
+    DELETE /_control/fault                                     healthy again
+    GET    /_control                                           fault, counters
+    POST   /_control/reset                                     forget records
+
+The fault logic is :mod:`seawall.chaos`, the same that tests use in process.
+Run one with ``python -m examples.orders.simulators payment --port 9101``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from seawall.chaos import Action, Chaos, Fault
+from seawall.errors import ConfigError
+
+SERVICES = ("payment", "inventory", "notification", "recommendations", "analytics")
+CONTROL = "/_control"
+
+# Generic popular items; recommendations personalise a rotation of the catalogue.
+CATALOGUE = [f"sku-{n:03d}" for n in range(1, 41)]
+
+
+class Records:
+    """What a simulator received and did, for tests and the scenario runner."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received = 0  # requests that reached the service (faulted or not)
+        self.by_second: Counter[int] = Counter()  # arrivals per wall-clock second
+        self.charges: dict[str, dict[str, Any]] = {}  # idempotency key (or charge id) -> charge
+        self.charges_per_order: Counter[str] = Counter()
+        self.events: list[str] = []  # notification / analytics event ids, in arrival order
+        self.reservations = 0
+
+    def arrived(self) -> None:
+        with self.lock:
+            self.received += 1
+            self.by_second[int(time.time())] += 1
+
+    def summary(self) -> dict[str, Any]:
+        with self.lock:
+            unique = len(set(self.events))
+            return {
+                "received": self.received,
+                "by_second": sorted(self.by_second.items()),
+                "charges": len(self.charges),
+                "orders_charged_twice": sorted(
+                    o for o, n in self.charges_per_order.items() if n > 1
+                ),
+                "reservations": self.reservations,
+                "events": len(self.events),
+                "unique_events": unique,
+                "duplicate_events": len(self.events) - unique,
+            }
+
+
+def create_app(service: str, *, chaos: Chaos | None = None) -> Any:
+    """Build the ASGI app of one simulator (faults applied to every non-control path)."""
+    if service not in SERVICES:
+        msg = f"unknown service {service!r}; one of {SERVICES}"
+        raise ValueError(msg)
+    chaos = chaos or Chaos()
+    records = Records()
+
+    async def control(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "service": service,
+                "fault": chaos.fault.to_mapping(),
+                "actions": {a.value: n for a, n in chaos.counts.items()},
+            }
+            | records.summary()
+        )
+
+    async def set_fault(request: Request) -> Response:
+        try:
+            data = json.loads(await request.body() or b"{}")
+            if not isinstance(data, dict):
+                raise TypeError("a JSON object")  # noqa: TRY301
+            fault = chaos.set(Fault.from_mapping(data))
+        except (ValueError, TypeError, ConfigError) as exc:
+            return JSONResponse({"error": "bad_fault", "detail": str(exc)}, status_code=422)
+        return JSONResponse({"fault": fault.to_mapping()})
+
+    async def clear_fault(request: Request) -> Response:
+        chaos.clear()
+        return JSONResponse({"fault": chaos.fault.to_mapping()})
+
+    async def reset(request: Request) -> Response:
+        nonlocal records
+        records = Records()
+        return JSONResponse({"reset": True})
+
+    routes = [
+        Route(CONTROL, control, methods=["GET"]),
+        Route(f"{CONTROL}/fault", set_fault, methods=["PUT"]),
+        Route(f"{CONTROL}/fault", clear_fault, methods=["DELETE"]),
+        Route(f"{CONTROL}/reset", reset, methods=["POST"]),
+        *_service_routes(service, lambda: records),
+    ]
+    app = Starlette(routes=routes)
+    return FaultMiddleware(app, chaos, lambda: records)
+
+
+def _service_routes(service: str, records_of: Any) -> list[Route]:
+    async def charge(request: Request) -> Response:
+        body = await _json(request)
+        if (
+            body is None
+            or not isinstance(body.get("order_id"), str)
+            or not isinstance(body.get("amount_cents"), int)
+        ):
+            return JSONResponse(
+                {
+                    "error": "bad_request",
+                    "detail": "order_id (str) and amount_cents (int) required",
+                },
+                status_code=400,
+            )
+        records = records_of()
+        key = request.headers.get("idempotency-key")
+        with records.lock:
+            if key is not None and key in records.charges:
+                return JSONResponse(records.charges[key] | {"replayed": True})
+            charge = {
+                "charge_id": uuid.uuid4().hex,
+                "order_id": body["order_id"],
+                "amount_cents": body["amount_cents"],
+            }
+            records.charges[key or charge["charge_id"]] = charge
+            records.charges_per_order[body["order_id"]] += 1
+        return JSONResponse(charge, status_code=201)
+
+    async def reserve(request: Request) -> Response:
+        body = await _json(request)
+        if body is None or not isinstance(body.get("order_id"), str):
+            return JSONResponse(
+                {"error": "bad_request", "detail": "order_id (str) required"}, status_code=400
+            )
+        records = records_of()
+        with records.lock:
+            records.reservations += 1
+        return JSONResponse(
+            {"reservation_id": uuid.uuid4().hex, "order_id": body["order_id"]}, status_code=201
+        )
+
+    async def event(request: Request) -> Response:
+        body = await _json(request)
+        if body is None or not isinstance(body.get("event_id"), str):
+            return JSONResponse(
+                {"error": "bad_request", "detail": "event_id (str) required"}, status_code=400
+            )
+        records = records_of()
+        with records.lock:
+            records.events.append(body["event_id"])
+        return JSONResponse({"accepted": body["event_id"]}, status_code=202)
+
+    async def recommend(request: Request) -> Response:
+        user = request.query_params.get("user_id", "anonymous")
+        start = sum(map(ord, user)) % len(CATALOGUE)
+        items = [CATALOGUE[(start + 7 * i) % len(CATALOGUE)] for i in range(5)]
+        return JSONResponse({"user_id": user, "items": items})
+
+    return {
+        "payment": [Route("/charges", charge, methods=["POST"])],
+        "inventory": [Route("/reservations", reserve, methods=["POST"])],
+        "notification": [Route("/notifications", event, methods=["POST"])],
+        "analytics": [Route("/events", event, methods=["POST"])],
+        "recommendations": [Route("/recommendations", recommend, methods=["GET"])],
+    }[service]
+
+
+async def _json(request: Request) -> dict[str, Any] | None:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+class FaultMiddleware:
+    """Apply the simulator's current fault to every request but the control API."""
+
+    def __init__(self, app: Any, chaos: Chaos, records_of: Any) -> None:
+        self.app = app
+        self.chaos = chaos
+        self.records_of = records_of
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(CONTROL):
+            await self.app(scope, receive, send)
+            return
+        self.records_of().arrived()
+        decision = self.chaos.decide()
+        if decision.delay:
+            await asyncio.sleep(decision.delay)
+        action = decision.action
+        if action is Action.HANG:
+            await _until_disconnected(receive)
+            return
+        if action is Action.DROP:
+            await _drop(send, receive)
+            return
+        if action is Action.FAIL:
+            body = json.dumps({"error": "injected", "status": decision.status}).encode()
+            headers = [(b"content-type", b"application/json")]
+            headers += [(k.lower().encode(), v.encode()) for k, v in decision.headers.items()]
+            await send(
+                {"type": "http.response.start", "status": decision.status, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        if action is Action.LOSE_RESPONSE:
+            # Let the service do the work (commit a charge), then cut the line
+            # before the answer leaves: the caller cannot know it succeeded.
+            async def swallow(message: dict[str, Any]) -> None:
+                return None
+
+            await self.app(scope, receive, swallow)
+            await _drop(send, receive)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _until_disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _drop(send: Any, receive: Any) -> None:
+    """Close the connection without a response.
+
+    ASGI cannot say this; uvicorn's ``send`` is a method of its request cycle,
+    which holds the transport (same approach as tests/integrations/downstream.py).
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        msg = "dropping a connection needs uvicorn's h11 server"
+        raise RuntimeError(msg)
+    transport.close()
+    await _until_disconnected(receive)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one simulator with uvicorn on 127.0.0.1."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("service", choices=SERVICES)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        create_app(args.service),
+        host="127.0.0.1",
+        port=args.port,
+        http="h11",  # _drop() knows h11's request cycle
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+
+
+if __name__ == "__main__":
+    main()
