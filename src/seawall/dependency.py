@@ -38,6 +38,7 @@ hiding it behind a fallback would hide the defect.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import inspect
@@ -68,7 +69,7 @@ from seawall.fallback import (
 )
 from seawall.outbox import Outbox, OutboxEntry
 from seawall.retry import Retry, transient
-from seawall.timeouts import Deadline, Timeout, current_deadline
+from seawall.timeouts import Deadline, close_scope, current_deadline, expired, open_scope
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -80,6 +81,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _monotonic = time.monotonic
+_AsyncioTimeout = asyncio.Timeout
 
 
 class Criticality(enum.Enum):
@@ -363,11 +365,22 @@ class Dependency:
                 raise
         t0 = self._now() if breaker is not None and breaker._timed else 0.0
         try:
-            if self._timeout is None and current_deadline() is None:
+            # timeouts.Timeout, without its two coroutine frames: this runs per attempt.
+            scope = open_scope(self._timeout)
+            if scope is None:
                 result = await fn(*args, **kwargs)
             else:
-                async with Timeout(self._timeout, self.name, self._listeners):
-                    result = await fn(*args, **kwargs)
+                when, budget, token = scope
+                timer = _AsyncioTimeout(when)
+                try:
+                    async with timer:
+                        result = await fn(*args, **kwargs)
+                except TimeoutError as exc:
+                    if not timer.expired():
+                        raise  # fn's own TimeoutError, not our scope's
+                    raise expired(self.name, budget, self._listeners) from exc
+                finally:
+                    close_scope(token)
         except Exception as exc:
             self._after_error(permit, exc, t0)
             raise

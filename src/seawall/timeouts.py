@@ -86,6 +86,44 @@ def remaining() -> float | None:
     return max(0.0, left)
 
 
+def open_scope(seconds: float | None) -> tuple[float, float, Token[float | None] | None] | None:
+    """Start a timeout scope of ``seconds`` inside the ambient deadline (for composing code).
+
+    Returns ``None`` when there is nothing to enforce (no budget, no ambient
+    deadline); otherwise ``(when, budget, token)``: the absolute end to give
+    :class:`asyncio.Timeout`, the seconds it allows, and the token to hand to
+    :func:`close_scope` (``None`` when the ambient deadline already binds and
+    was left as it is). :class:`Timeout` is this plus two coroutine frames; a
+    pipeline that runs on every call uses these directly.
+    """
+    ambient = _get_deadline()
+    if seconds is None:
+        if ambient is None:
+            return None
+        return ambient, ambient - _monotonic(), None
+    now = _monotonic()
+    when = now + seconds
+    if ambient is not None and ambient <= when:
+        return ambient, ambient - now, None
+    return when, seconds, _DEADLINE.set(when)
+
+
+def close_scope(token: Token[float | None] | None) -> None:
+    """End a scope started by :func:`open_scope`, restoring the ambient deadline."""
+    if token is not None:
+        _DEADLINE.reset(token)
+
+
+def expired(
+    name: str | None, budget: float, listeners: Listeners | None, kind: str = "timeout"
+) -> DeadlineExceeded:
+    """Report that a scope of ``budget`` seconds ran out: emit TimedOut, return the error."""
+    chosen = LISTENERS if listeners is None else listeners
+    if chosen:
+        chosen.emit(TimedOut(name=kind if name is None else name, at=_monotonic(), timeout=budget))
+    return DeadlineExceeded(name=name, timeout=budget)
+
+
 def _seconds(field: str, value: object, *, allow_none: bool) -> float | None:
     """Normalise a budget: seconds or a timedelta, finite and >= 0 (or ``None`` if allowed)."""
     if value is None and allow_none:
@@ -131,24 +169,13 @@ class Timeout:
         self._listeners = listeners
 
     async def __aenter__(self) -> Self:
-        ambient = _get_deadline()
-        now = _monotonic()
-        seconds = self.seconds
-        if seconds is None:
-            if ambient is None:
-                self._cm = None
-                self._token = None
-                return self
-            when = ambient
-        else:
-            when = now + seconds
-            if ambient is not None and ambient < when:
-                when = ambient
-        # Setting the context variable is skipped when the ambient deadline
-        # already binds: the scope then only adds the timer that enforces it.
-        token = self._token = None if when == ambient else _DEADLINE.set(when)
-        budget = when - now
-        self._budget = budget
+        scope = open_scope(self.seconds)
+        if scope is None:
+            self._cm = None
+            self._token = None
+            return self
+        when, self._budget, token = scope
+        self._token = token
         # The deadline goes to asyncio as it is: asyncio's loops keep time with
         # time.monotonic() (uvloop with the same clock, in milliseconds). Asking
         # the loop for its time instead costs a getpid() system call per scope.
@@ -156,8 +183,7 @@ class Timeout:
         try:
             await cm.__aenter__()
         except BaseException:
-            if token is not None:
-                _DEADLINE.reset(token)
+            close_scope(token)
             raise
         return self
 
@@ -186,11 +212,7 @@ class Timeout:
             raise self._expired() from exc
 
     def _expired(self) -> DeadlineExceeded:
-        listeners = LISTENERS if self._listeners is None else self._listeners
-        if listeners:
-            name = self._default_name() if self.name is None else self.name
-            listeners.emit(TimedOut(name=name, at=_monotonic(), timeout=self._budget))
-        return DeadlineExceeded(name=self.name, timeout=self._budget)
+        return expired(self.name, self._budget, self._listeners, self._default_name())
 
     def _default_name(self) -> str:
         return "timeout"
