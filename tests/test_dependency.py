@@ -626,3 +626,18 @@ def test_decorator_and_retry_events_use_the_dependency_name(clock: FakeClock) ->
     scheduled = [e for e in rec.events if type(e).__name__ == "RetryScheduled"]
     assert [e.name for e in scheduled] == ["inventory"]
     assert [e.outcome for e in rec.of_type(CallCompleted)] == ["success"]
+
+
+def test_without_retry_shares_every_other_policy(clock: FakeClock) -> None:
+    b = breaker(clock)
+    dep = Dependency("pay", retry=quick_retry(clock), breaker=b, listeners=Listeners())
+    once = dep.without_retry()
+    assert once.config.retry is None
+    assert once.breaker is b
+    fn = Flaky(ConnectionError(), ConnectionError())
+    with pytest.raises(DependencyUnavailable):
+        once.call_sync(fn)
+    assert fn.calls == 1  # not retried
+    assert b.metrics.failures == 1  # but counted by the shared breaker
+    assert dep.call_sync(fn) == "ok"  # the original still retries
+    assert Dependency("x", listeners=Listeners()).without_retry().name == "x"

@@ -39,6 +39,8 @@ hiding it behind a fallback would hide the defect.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import enum
 import functools
 import inspect
@@ -281,6 +283,20 @@ class Dependency:
     def outbox(self) -> Outbox | None:
         """The outbox of a BACKGROUND dependency."""
         return self.config.outbox
+
+    def without_retry(self) -> Dependency:
+        """Return a twin sharing every policy, listener and clock of this one, but no retry.
+
+        For calls that must be made at most once (a POST without an idempotency
+        key): they still pass the breaker, bulkhead and timeout, and still count
+        in the breaker's window.
+        """
+        if self._retry is None:
+            return self
+        twin = copy.copy(self)
+        twin._retry = None
+        twin.config = dataclasses.replace(self.config, retry=None)
+        return twin
 
     # -- async -----------------------------------------------------------------
 

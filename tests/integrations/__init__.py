@@ -1,0 +1,1 @@
+"""Tests of seawall.integrations."""
