@@ -125,10 +125,12 @@ class BreakerState:
         "_max_wait_cfg",
         "_min_calls",
         "_now",
+        "_observers",
         "_open_duration",
         "_open_fn",
         "_open_until",
         "_openings",
+        "_probe_gate",
         "_probes_admitted",
         "_probes_succeeded",
         "_record",
@@ -198,6 +200,10 @@ class BreakerState:
         self._probes_admitted = 0
         self._probes_succeeded = 0
         self._rejections = itertools.count()
+        # Hooks for a store shared by replicas (integrations/redis.py): whether
+        # this replica may send probes, and who hears of each transition.
+        self._probe_gate = True
+        self._observers: tuple[Callable[[StateChanged], None], ...] = ()
         self._set_fast_paths()
 
     # -- what drivers read ---------------------------------------------------
@@ -268,7 +274,11 @@ class BreakerState:
             self._advance_locked(now, events)
             state = self._state
             permit: int | None
-            if state is HALF_OPEN and self._probes_admitted < self._half_open_calls:
+            if (
+                state is HALF_OPEN
+                and self._probes_admitted < self._half_open_calls
+                and self._probe_gate
+            ):
                 self._probes_admitted += 1
                 permit = self._gen
             else:
@@ -418,16 +428,26 @@ class BreakerState:
         if events:
             self._emit(events)
 
-    def _decide_locked(self, calls: int, failures: int, slow: int, events: list[Event]) -> None:
-        if calls < self._min_calls:
-            return
+    def verdict(self, calls: int, failures: int, slow: int) -> str | None:
+        """Return why counts like these open the circuit (``"failure rate"``...), or ``None``.
+
+        The same rule the breaker applies to its own window; a shared store
+        applies it to the fleet's counts.
+        """
+        if calls < self._min_calls or calls <= 0:
+            return None
         if failures / calls >= self._fail_thr:
-            reason = "failure rate"
-        elif self._track_slow and slow / calls >= self._slow_thr:
-            reason = "slow-call rate"
-        else:
-            return
-        self._transition_locked(OPEN, reason, self._now(), events, (calls, failures, slow))
+            return "failure rate"
+        if self._track_slow and slow / calls >= self._slow_thr:
+            return "slow-call rate"
+        return None
+
+    def _decide_locked(self, calls: int, failures: int, slow: int, events: list[Event]) -> None:
+        reason = self.verdict(calls, failures, slow)
+        if reason is not None:
+            self._transition_locked(
+                OPEN, reason, self._now(), events, counts=(calls, failures, slow)
+            )
 
     def _advance_locked(self, now: float, events: list[Event]) -> None:
         """Make the moves that time alone has made due."""
@@ -449,7 +469,9 @@ class BreakerState:
         reason: str,
         now: float,
         events: list[Event],
+        *,
         counts: tuple[int, int, int] | None = None,
+        until: float | None = None,
     ) -> None:
         old = self._state
         if old is new and new is not CLOSED:
@@ -462,7 +484,7 @@ class BreakerState:
         self._gen += 1
         if new is OPEN:
             self._openings += 1
-            duration = self._next_open_duration()
+            duration = self._next_open_duration() if until is None else max(until - now, 0.0)
             self._open_until = now + duration
             self._half_open_max_wait = (
                 duration if self._max_wait_cfg is None else self._max_wait_cfg
@@ -475,7 +497,7 @@ class BreakerState:
             self._openings = 0
             self._window.reset()
         self._set_fast_paths()
-        if self._listeners._registrations and old is not new:
+        if (self._listeners._registrations or self._observers) and old is not new:
             calls, failures, slow = counts
             events.append(
                 StateChanged(
@@ -538,8 +560,83 @@ class BreakerState:
 
     def _emit(self, events: list[Event]) -> None:
         emit = self._listeners.emit
+        observers = self._observers
         for event in events:
             emit(event)
+            if observers and isinstance(event, StateChanged):
+                for observer in observers:
+                    try:
+                        observer(event)
+                    except Exception:
+                        _log.exception("observer %r of breaker %r raised", observer, self.name)
+
+    # -- sharing with other replicas (see integrations/redis.py) ---------------
+
+    def add_observer(self, observer: Callable[[StateChanged], None]) -> Callable[[], None]:
+        """Call ``observer`` with every state change, after the lock is released.
+
+        Returns:
+            A function that removes it again.
+        """
+        with self._lock:
+            self._observers = (*self._observers, observer)
+
+        def remove() -> None:
+            with self._lock:
+                self._observers = tuple(o for o in self._observers if o is not observer)
+
+        return remove
+
+    @property
+    def open_until(self) -> float:
+        """When the current (or last) OPEN period ends, on this breaker's clock."""
+        return self._open_until
+
+    def lifetime_counts(self) -> tuple[int, int, int]:
+        """Return ``(calls, failures, slow)`` recorded since the breaker was built.
+
+        Never reset; a shared store sends the differences between two readings,
+        so recording a call costs nothing more for sharing.
+        """
+        with self._lock:
+            return self._window.totals()
+
+    def set_probe_gate(self, allowed: bool) -> None:
+        """Allow or stop this replica's probes in HALF_OPEN (a fleet-wide lease decides)."""
+        self._probe_gate = allowed
+
+    def fleet_open(self, until: float, reason: str = "opened by the fleet") -> bool:
+        """Open the circuit until ``until`` (this clock), because the fleet says so.
+
+        Does nothing while FORCED_OPEN or DISABLED, or when already OPEN.
+
+        Returns:
+            Whether the state changed.
+        """
+        events: list[Event] = []
+        changed = False
+        with self._lock:
+            now = self._now()
+            if until > now and self._state in (CLOSED, HALF_OPEN):
+                self._transition_locked(OPEN, reason, now, events, until=until)
+                changed = True
+        self._emit(events)
+        return changed
+
+    def fleet_close(self, reason: str = "closed by the fleet") -> bool:
+        """Close an OPEN or HALF_OPEN circuit because the fleet's probes succeeded.
+
+        Returns:
+            Whether the state changed.
+        """
+        events: list[Event] = []
+        changed = False
+        with self._lock:
+            if self._state in (OPEN, HALF_OPEN):
+                self._transition_locked(CLOSED, reason, self._now(), events)
+                changed = True
+        self._emit(events)
+        return changed
 
 
 _AUTOMATIC = frozenset(

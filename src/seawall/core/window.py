@@ -66,6 +66,14 @@ class WindowState(Protocol):
         """Forget every recorded call."""
         ...
 
+    def totals(self) -> Counts:
+        """Return ``(calls, failures, slow)`` recorded since the window was built.
+
+        Never reset: a shared store reads it periodically and sends the
+        differences, so the hot path does no extra work for sharing.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class CountWindow:
@@ -125,7 +133,7 @@ class CountRing:
     are the deque's entries newer than ``size`` positions ago.
     """
 
-    __slots__ = ("_failed_at", "_size", "_slow_at", "seq", "start")
+    __slots__ = ("_failed_at", "_failed_total", "_size", "_slow_at", "_slow_total", "seq", "start")
 
     needs_time = False
 
@@ -137,6 +145,8 @@ class CountRing:
         self.start = 0
         self._failed_at: deque[int] = deque()
         self._slow_at: deque[int] = deque()
+        self._failed_total = 0
+        self._slow_total = 0
 
     def _position(self) -> int:
         # The counter's next value, read without taking it ("count(N)"). Only
@@ -157,8 +167,10 @@ class CountRing:
         position = next(self.seq)
         if outcome & FAILURE:
             self._failed_at.append(position)
+            self._failed_total += 1
         if outcome & SLOW:
             self._slow_at.append(position)
+            self._slow_total += 1
         return self._counts_at(position)
 
     def counts(self, now: float) -> Counts:  # noqa: ARG002 - time-free window
@@ -170,6 +182,10 @@ class CountRing:
         self.start = self._position()
         self._failed_at.clear()
         self._slow_at.clear()
+
+    def totals(self) -> Counts:
+        """Return ``(calls, failures, slow)`` since the window was built (never reset)."""
+        return self._position(), self._failed_total, self._slow_total
 
 
 class TimeBuckets:
@@ -184,6 +200,7 @@ class TimeBuckets:
         "_fail",
         "_n",
         "_slow",
+        "_totals",
         "_width",
     )
 
@@ -197,6 +214,7 @@ class TimeBuckets:
         self._bslow = [0] * buckets
         self._epoch = -(2**62)  # index of the newest slice; "never" to begin with
         self._calls = self._fail = self._slow = 0
+        self._totals = [0, 0, 0]
 
     def record(self, outcome: int, now: float) -> Counts:
         """Add one outcome to the slice ``now`` falls in; return the counts after it."""
@@ -206,12 +224,16 @@ class TimeBuckets:
         b = self._epoch % self._n
         self._bcalls[b] += 1
         self._calls += 1
+        totals = self._totals
+        totals[0] += 1
         if outcome & FAILURE:
             self._bfail[b] += 1
             self._fail += 1
+            totals[1] += 1
         if outcome & SLOW:
             self._bslow[b] += 1
             self._slow += 1
+            totals[2] += 1
         return self._calls, self._fail, self._slow
 
     def counts(self, now: float) -> Counts:
@@ -246,3 +268,8 @@ class TimeBuckets:
         self._bfail = [0] * n
         self._bslow = [0] * n
         self._calls = self._fail = self._slow = 0
+
+    def totals(self) -> Counts:
+        """Return ``(calls, failures, slow)`` since the window was built (never reset)."""
+        calls, failures, slow = self._totals
+        return calls, failures, slow
