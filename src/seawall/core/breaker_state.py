@@ -593,9 +593,10 @@ class BreakerState:
         return self._open_until
 
     def lifetime_counts(self) -> tuple[int, int, int]:
-        """Return ``(calls, failures, slow)`` recorded since the breaker was built.
+        """Return ``(calls, failures, slow)`` recorded in the window since it was built.
 
-        Never reset; a shared store sends the differences between two readings,
+        These are the CLOSED state's outcomes (probes decide on their own, and
+        are not counted). Never reset; a shared store sends the differences between two readings,
         so recording a call costs nothing more for sharing.
         """
         with self._lock:
