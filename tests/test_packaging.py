@@ -17,6 +17,15 @@ CORE_MODULES = [
     "seawall.events",
     "seawall.errors",
     "seawall.testing",
+    "seawall.health",
+    "seawall.dependency",
+    "seawall.registry",
+    "seawall.retry",
+    "seawall.timeouts",
+    "seawall.bulkhead",
+    "seawall.outbox",
+    "seawall.chaos",
+    "seawall.fallback",
 ]
 
 

@@ -39,6 +39,7 @@ from seawall.fallback import (
     current_degradations,
     track_degradations,
 )
+from seawall.health import BreakerReading, Check, CheckResult, Health, HealthReport
 from seawall.outbox import Outbox, OutboxConfig, OutboxEntry
 from seawall.registry import BudgetProblem, Registry
 from seawall.retry import Attempt, Retry, RetryConfig, Transient, transient
@@ -52,11 +53,14 @@ __all__ = [
     "Backoff",
     "BreakerConfig",
     "BreakerMetrics",
+    "BreakerReading",
     "Budget",
     "BudgetProblem",
     "Bulkhead",
     "BulkheadConfig",
     "BulkheadFullError",
+    "Check",
+    "CheckResult",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
@@ -70,6 +74,8 @@ __all__ = [
     "DependencyConfig",
     "DependencyUnavailable",
     "Fallback",
+    "Health",
+    "HealthReport",
     "Listeners",
     "MemoryStaleStore",
     "MonotonicClock",
