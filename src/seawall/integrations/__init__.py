@@ -9,6 +9,8 @@ the application that wants it; ``import seawall`` imports none of them.
   attributes and metrics through the OpenTelemetry API.
 * :mod:`seawall.integrations.logging` -- standard :mod:`logging` records with
   structured fields (standard library only).
+* :mod:`seawall.integrations.httpx`, :mod:`seawall.integrations.asgi`:
+  resilience at the HTTP client and server edges.
 
 Exporters are listeners (see :mod:`seawall.events`): counters come from
 events; current values (breaker state, bulkhead permits, outbox depth) are read
