@@ -100,11 +100,12 @@ class Criticality(enum.Enum):
 def is_unavailable(exc: BaseException) -> bool:
     """Return whether ``exc`` means the dependency is unavailable (the default test).
 
-    True for rejections (open circuit, full bulkhead), timeouts, and what
+    True for rejections (open circuit, full bulkhead), timeouts, another
+    dependency's ``DependencyUnavailable`` (a layer below gave up), and what
     :data:`~seawall.retry.transient` accepts: connection errors and the HTTP
     statuses 408, 429, 500, 502, 503 and 504.
     """
-    return isinstance(exc, (RejectedError, TimeoutError)) or transient(exc)
+    return isinstance(exc, (RejectedError, TimeoutError, DependencyUnavailable)) or transient(exc)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,6 +274,11 @@ class Dependency:
     def breaker(self) -> CircuitBreaker | None:
         """The circuit breaker, if any (readiness checks read its state)."""
         return self._breaker
+
+    @property
+    def retry(self) -> Retry | None:
+        """The retry policy, if any (named after the dependency when it had the default name)."""
+        return self._retry
 
     @property
     def bulkhead(self) -> Bulkhead | ThreadBulkhead | None:

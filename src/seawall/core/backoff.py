@@ -169,7 +169,6 @@ class Backoff:
             return _decorrelated(self.initial, self.maximum, rand)
         return _exponential(self.initial, self.maximum, self.multiplier, self.jitter, rand)
 
-
     def longest(self, retries: int) -> float:
         """Return the longest total time ``retries`` delays of one call can add up to.
 

@@ -87,6 +87,7 @@ class RetryBudget:
     """
 
     __slots__ = (
+        "__weakref__",
         "_balance",
         "_calls",
         "_last",
