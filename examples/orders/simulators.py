@@ -56,6 +56,8 @@ class Records:
         self.charges_per_order: Counter[str] = Counter()
         self.events: list[str] = []  # notification / analytics event ids, in arrival order
         self.reservations = 0
+        self.refunds: list[str] = []  # charge ids refunded (a compensation)
+        self.releases: list[str] = []  # reservation ids released (a compensation)
 
     def arrived(self) -> None:
         with self.lock:
@@ -73,6 +75,8 @@ class Records:
                     o for o, n in self.charges_per_order.items() if n > 1
                 ),
                 "reservations": self.reservations,
+                "refunds": len(self.refunds),
+                "releases": len(self.releases),
                 "events": len(self.events),
                 "unique_events": unique,
                 "duplicate_events": len(self.events) - unique,
@@ -127,7 +131,7 @@ def create_app(service: str, *, chaos: Chaos | None = None) -> Any:
     return FaultMiddleware(app, chaos, lambda: records)
 
 
-def _service_routes(service: str, records_of: Any) -> list[Route]:
+def _service_routes(service: str, records_of: Any) -> list[Route]:  # noqa: C901 - one small handler per endpoint
     async def charge(request: Request) -> Response:
         body = await _json(request)
         if (
@@ -180,6 +184,20 @@ def _service_routes(service: str, records_of: Any) -> list[Route]:
             records.events.append(body["event_id"])
         return JSONResponse({"accepted": body["event_id"]}, status_code=202)
 
+    async def compensate(request: Request) -> Response:
+        # Refunds (payment) and releases (inventory) undo half of an order
+        # whose other half failed; they arrive through the service's outbox.
+        body = await _json(request)
+        target = None if body is None else body.get("id")
+        if not isinstance(target, str):
+            return JSONResponse(
+                {"error": "bad_request", "detail": "id (str) required"}, status_code=400
+            )
+        records = records_of()
+        with records.lock:
+            (records.refunds if service == "payment" else records.releases).append(target)
+        return JSONResponse({"compensated": target}, status_code=202)
+
     async def recommend(request: Request) -> Response:
         user = request.query_params.get("user_id", "anonymous")
         start = sum(map(ord, user)) % len(CATALOGUE)
@@ -187,8 +205,14 @@ def _service_routes(service: str, records_of: Any) -> list[Route]:
         return JSONResponse({"user_id": user, "items": items})
 
     return {
-        "payment": [Route("/charges", charge, methods=["POST"])],
-        "inventory": [Route("/reservations", reserve, methods=["POST"])],
+        "payment": [
+            Route("/charges", charge, methods=["POST"]),
+            Route("/refunds", compensate, methods=["POST"]),
+        ],
+        "inventory": [
+            Route("/reservations", reserve, methods=["POST"]),
+            Route("/releases", compensate, methods=["POST"]),
+        ],
         "notification": [Route("/notifications", event, methods=["POST"])],
         "analytics": [Route("/events", event, methods=["POST"])],
         "recommendations": [Route("/recommendations", recommend, methods=["GET"])],

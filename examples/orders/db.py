@@ -1,0 +1,134 @@
+"""Storage: products and orders, on SQLAlchemy (SQLite by default, or PostgreSQL).
+
+Timeouts are enforced by the database too, not only by abandoning the awaiting
+task: an abandoned query would keep running and holding its locks. On
+PostgreSQL each transaction sets ``statement_timeout`` for its class (reads 5 s,
+writes 10 s, from policies.toml); on SQLite, whose queries here are quick
+point lookups, the connection's busy timeout bounds the wait for a lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("price_cents", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), server_default=func.now()),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(100), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("total_cents", Integer, nullable=False),
+    Column("charge_id", String(64), nullable=False),
+    Column("reservation_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), server_default=func.now()),
+)
+
+CATALOGUE = [
+    {"id": f"sku-{n:03d}", "name": f"Product {n}", "price_cents": 499 + 100 * (n % 17)}
+    for n in range(1, 41)
+]
+
+SQLITE_BUSY_TIMEOUT = 5.0  # seconds: the DB read budget
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Database-side budgets per class of statement, in seconds."""
+
+    read: float = 5.0
+    write: float = 10.0
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """Build the async engine with timeouts that bound a hung server too."""
+    if url.startswith("sqlite"):
+        return create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=2.0,  # waiting for a pooled connection is part of the budget
+        pool_pre_ping=True,  # a connection that died while idle is replaced, not used
+        connect_args={"connect_timeout": 2},
+    )
+
+
+async def setup(engine: AsyncEngine) -> None:
+    """Create the tables and the catalogue if missing (idempotent)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        count = (await conn.execute(select(func.count()).select_from(products))).scalar_one()
+        if count == 0:
+            await conn.execute(insert(products), CATALOGUE)
+
+
+async def _bound(conn: AsyncConnection, seconds: float) -> None:
+    # set_config(..., true) is SET LOCAL: it ends with the transaction, so a
+    # pooled connection never carries one class's timeout into another's.
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT set_config('statement_timeout', :ms, true)"),
+            {"ms": str(int(seconds * 1000))},
+        )
+
+
+async def read_product(
+    engine: AsyncEngine, product_id: str, timeouts: Timeouts
+) -> dict[str, Any] | None:
+    """Return one product, or ``None``; bounded by the read timeout in the database."""
+    async with engine.begin() as conn:
+        await _bound(conn, timeouts.read)
+        row = (await conn.execute(select(products).where(products.c.id == product_id))).first()
+    if row is None:
+        return None
+    return {"id": row.id, "name": row.name, "price_cents": row.price_cents}
+
+
+async def read_prices(engine: AsyncEngine, ids: list[str], timeouts: Timeouts) -> dict[str, int]:
+    """Return the prices of the given products that exist."""
+    async with engine.begin() as conn:
+        await _bound(conn, timeouts.read)
+        rows = await conn.execute(
+            select(products.c.id, products.c.price_cents).where(products.c.id.in_(ids))
+        )
+        return {r.id: r.price_cents for r in rows}
+
+
+async def save_order(engine: AsyncEngine, order: dict[str, Any], timeouts: Timeouts) -> None:
+    """Store an order in one transaction, bounded by the write timeout in the database."""
+    async with engine.begin() as conn:
+        await _bound(conn, timeouts.write)
+        await conn.execute(insert(orders), [order])
+
+
+async def count_orders(engine: AsyncEngine) -> int:
+    """How many orders are stored (for tests and the scenario runner)."""
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(orders))).scalar_one())

@@ -1,0 +1,368 @@
+"""How the service reaches its dependencies: with seawall, or naively.
+
+The route handlers (app.py) only call a :class:`Wiring`. Two exist, so that the
+scenario runner can put the same service under the same faults twice:
+
+* :class:`SeawallWiring` -- the policies of ``policies.toml``: each downstream
+  its own breaker, bulkhead, timeout and retry budget; payment retried with one
+  idempotency key per order; notifications and analytics through durable
+  outboxes; products served stale from the cache when the database fails;
+  generic recommendations when the personalised ones fail.
+* :class:`NaiveWiring` -- the anti-pattern made concrete: plain httpx, a 10 s
+  timeout, 5 immediate retries, no breaker, one shared pool, no fallback,
+  notifications sent inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import seawall
+from seawall import Check, Fallback, Health, MemoryStaleStore, Outbox, Registry
+from seawall.chaos import Chaos
+from seawall.events import Listeners
+from seawall.fallback import Degraded
+from seawall.integrations._headers import DEADLINE_HEADER, format_deadline
+from seawall.integrations.checks import redis_check, sqlalchemy_check
+from seawall.integrations.httpx import resilient_client
+
+from . import db
+from .settings import Settings
+
+#: Shown when personalised recommendations are unavailable: the generic best sellers.
+POPULAR = ("sku-001", "sku-002", "sku-003", "sku-005", "sku-008")
+
+OUTBOXES = {
+    # outbox name -> (downstream, path)
+    "notification": ("notification", "/notifications"),
+    "analytics": ("analytics", "/events"),
+}
+COMPENSATIONS = {"refund": ("payment", "/refunds"), "release": ("inventory", "/releases")}
+
+
+class Wiring(Protocol):
+    """What the route handlers need from the outside world."""
+
+    health: Health
+    engine: AsyncEngine
+    db_faults: dict[str, Chaos]
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def prices(self, ids: list[str]) -> dict[str, int]: ...
+    async def reserve(self, order_id: str, items: list[dict[str, Any]]) -> str: ...
+    async def charge(self, order_id: str, cents: int) -> str: ...
+    async def compensate(self, kind: str, target: str) -> None: ...
+    async def save_order(self, order: dict[str, Any]) -> None: ...
+    async def notify(self, event: dict[str, Any]) -> None: ...
+    async def track(self, event: dict[str, Any]) -> None: ...
+    async def product(self, product_id: str) -> tuple[dict[str, Any] | None, Degraded | None]: ...
+    async def recommend(self, user_id: str) -> tuple[list[str], Degraded | None]: ...
+    def state(self) -> dict[str, Any]: ...
+    def reset(self) -> None: ...
+
+
+def _faults() -> dict[str, Chaos]:
+    # In-process knobs on the database calls: how the scenario runner makes
+    # SQLite reads fail (on PostgreSQL the tests SIGSTOP the real server).
+    return {"db_read": Chaos(), "db_write": Chaos()}
+
+
+@dataclass
+class SeawallWiring:
+    """The reference wiring: every dependency through its policies."""
+
+    settings: Settings
+    listeners: Listeners
+    db_faults: dict[str, Chaos] = field(default_factory=_faults)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.timeouts = db.Timeouts()
+        self.engine = db.make_engine(s.database_url)
+        await db.setup(self.engine)
+        self.redis = None
+        if s.redis_url:
+            import redis.asyncio  # noqa: PLC0415 - only with REDIS_URL
+            from seawall.integrations.redis import AsyncRedisStaleStore  # noqa: PLC0415
+
+            self.redis = redis.asyncio.Redis.from_url(
+                s.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+            self.cache: Any = AsyncRedisStaleStore(self.redis, namespace="orders", ttl=3600)
+        else:
+            self.cache = MemoryStaleStore(max_entries=10_000)
+        config = tomllib.loads(s.policies.read_text())
+        max_stale = config["dependencies"]["db_read"]["fallback"]["max_stale"]
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        # No client timeout: each delivery runs inside its dependency's 8 s timeout.
+        self.deliveries = httpx.AsyncClient(timeout=None)  # noqa: S113
+        self.outboxes = {
+            name: Outbox(
+                s.data_dir / f"{name}.db",
+                deliver=self._deliverer(name),
+                synchronous="normal",
+                backoff_initial=0.2,
+                backoff_maximum=5.0,
+                poll_interval=0.5,
+                name=name,
+                listeners=self.listeners,
+            )
+            for name in (*OUTBOXES, "compensations")
+        }
+        self.registry = Registry.from_mapping(
+            config,
+            fallbacks={
+                "recommendations": Fallback.value(list(POPULAR)),
+                "db_read": Fallback.stale(
+                    max_stale, store=self.cache, key=lambda pid: f"product:{pid}"
+                ),
+            },
+            outboxes=self.outboxes,
+            listeners=self.listeners,
+        )
+        deps = self.registry
+        self.clients = {
+            "payment": resilient_client(
+                deps["payment"], base_url=s.url("payment"), idempotency_keys=True
+            ),
+            "inventory": resilient_client(
+                deps["inventory"], base_url=s.url("inventory"), idempotency_keys=True
+            ),
+            # Recommendations answer through Dependency.call_result around a plain
+            # client (below): its fallback is a list of items, not an HTTP response.
+            "recommendations": httpx.AsyncClient(base_url=s.url("recommendations"), timeout=None),  # noqa: S113 - the dependency's 2 s timeout bounds it
+        }
+        for outbox in self.outboxes.values():
+            await outbox.start_async()
+        checks = [Check("database", sqlalchemy_check(self.engine), timeout=1.0)]
+        if self.redis is not None:
+            checks.append(Check("cache", redis_check(self.redis), timeout=0.5))
+        self.health = Health(checks, dependencies=self.registry, cache_ttl=1.0)
+
+    async def close(self) -> None:
+        """Deliver what can be delivered quickly; keep the rest on disk for the next start."""
+        for outbox in self.outboxes.values():
+            await outbox.flush_async(timeout=2.0)
+            await outbox.stop_async(timeout=2.0)
+            outbox.close()
+        for client in self.clients.values():
+            await client.aclose()
+        await self.deliveries.aclose()
+        await self.health.aclose(grace=1.0)
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+    def _deliverer(self, name: str) -> Any:
+        async def deliver(entry: seawall.OutboxEntry) -> None:
+            if name == "compensations":
+                downstream, path = COMPENSATIONS[entry.topic]
+            else:
+                downstream, path = OUTBOXES[name]
+            body = {"event_id": entry.id, "topic": entry.topic, **entry.payload}
+            response = await self.deliveries.post(self.settings.url(downstream) + path, json=body)
+            response.raise_for_status()
+
+        return deliver
+
+    # -- the calls ----------------------------------------------------------
+
+    async def prices(self, ids: list[str]) -> dict[str, int]:
+        return await self.registry["db_prices"].call(
+            self.db_faults["db_read"].call_async, db.read_prices, self.engine, ids, self.timeouts
+        )
+
+    async def reserve(self, order_id: str, items: list[dict[str, Any]]) -> str:
+        r = await self.clients["inventory"].post(
+            "/reservations", json={"order_id": order_id, "items": items}
+        )
+        r.raise_for_status()
+        return str(r.json()["reservation_id"])
+
+    async def charge(self, order_id: str, cents: int) -> str:
+        r = await self.clients["payment"].post(
+            "/charges", json={"order_id": order_id, "amount_cents": cents}
+        )
+        r.raise_for_status()
+        return str(r.json()["charge_id"])
+
+    async def compensate(self, kind: str, target: str) -> None:
+        await self.registry["compensations"].send_async(kind, {"id": target})
+
+    async def save_order(self, order: dict[str, Any]) -> None:
+        await self.registry["db_write"].call(
+            self.db_faults["db_write"].call_async, db.save_order, self.engine, order, self.timeouts
+        )
+
+    async def notify(self, event: dict[str, Any]) -> None:
+        await self.registry["notification"].send_async("order-confirmed", event)
+
+    async def track(self, event: dict[str, Any]) -> None:
+        await self.registry["analytics"].send_async("order-placed", event)
+
+    async def product(self, product_id: str) -> tuple[dict[str, Any] | None, Degraded | None]:
+        result = await self.registry["db_read"].call_result(self._read_product, product_id)
+        return result.value, result.degraded
+
+    async def _read_product(self, product_id: str) -> dict[str, Any] | None:
+        return await self.db_faults["db_read"].call_async(
+            db.read_product, self.engine, product_id, self.timeouts
+        )
+
+    async def recommend(self, user_id: str) -> tuple[list[str], Degraded | None]:
+        result = await self.registry["recommendations"].call_result(self._recommend, user_id)
+        return list(result.value), result.degraded
+
+    async def _recommend(self, user_id: str) -> list[str]:
+        left = seawall.remaining()
+        headers = {} if left is None else {DEADLINE_HEADER: format_deadline(left)}
+        r = await self.clients["recommendations"].get(
+            "/recommendations", params={"user_id": user_id}, headers=headers
+        )
+        r.raise_for_status()
+        return list(r.json()["items"])
+
+    # -- for the scenario runner and tests -----------------------------------
+
+    def state(self) -> dict[str, Any]:
+        deps = {}
+        for dep in self.registry:
+            entry: dict[str, Any] = {"criticality": dep.criticality.value}
+            if dep.breaker is not None:
+                entry["breaker"] = dep.breaker.state.value
+            if dep.bulkhead is not None:
+                entry["bulkhead_in_use"] = dep.bulkhead.in_use
+            if dep.outbox is not None:
+                entry["outbox_depth"] = dep.outbox.depth
+            deps[dep.name] = entry
+        return {"mode": "seawall", "dependencies": deps}
+
+    def reset(self) -> None:
+        for dep in self.registry:
+            if dep.breaker is not None:
+                dep.breaker.reset()
+
+
+@dataclass
+class NaiveWiring:
+    """The anti-pattern: what a first version of this service usually does."""
+
+    settings: Settings
+    listeners: Listeners
+    db_faults: dict[str, Chaos] = field(default_factory=_faults)
+    attempts: int = 6  # the first try and 5 immediate retries
+
+    async def start(self) -> None:
+        self.timeouts = db.Timeouts()
+        self.engine = db.make_engine(self.settings.database_url)
+        await db.setup(self.engine)
+        # One shared pool for every downstream, a 10 s timeout on everything.
+        self.client = httpx.AsyncClient(timeout=10.0)
+        self.health = Health(
+            [Check("database", sqlalchemy_check(self.engine), timeout=1.0)], cache_ttl=1.0
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.health.aclose(grace=1.0)
+        await self.engine.dispose()
+
+    async def _request(self, method: str, downstream: str, path: str, **kw: Any) -> httpx.Response:
+        url = self.settings.url(downstream) + path
+        for attempt in range(self.attempts):
+            try:
+                r = await self.client.request(method, url, **kw)
+                r.raise_for_status()
+            except (httpx.HTTPError, OSError):
+                if attempt == self.attempts - 1:
+                    raise
+                continue  # at once: no backoff, no jitter, no budget
+            return r
+        raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    async def prices(self, ids: list[str]) -> dict[str, int]:
+        return await self.db_faults["db_read"].call_async(
+            db.read_prices, self.engine, ids, self.timeouts
+        )
+
+    async def reserve(self, order_id: str, items: list[dict[str, Any]]) -> str:
+        r = await self._request(
+            "POST", "inventory", "/reservations", json={"order_id": order_id, "items": items}
+        )
+        return str(r.json()["reservation_id"])
+
+    async def charge(self, order_id: str, cents: int) -> str:
+        # Retried without an idempotency key: a lost response means a second charge.
+        r = await self._request(
+            "POST", "payment", "/charges", json={"order_id": order_id, "amount_cents": cents}
+        )
+        return str(r.json()["charge_id"])
+
+    async def compensate(self, kind: str, target: str) -> None:
+        downstream, path = COMPENSATIONS[kind]
+        await self._request("POST", downstream, path, json={"id": target})
+
+    async def save_order(self, order: dict[str, Any]) -> None:
+        await self.db_faults["db_write"].call_async(
+            db.save_order, self.engine, order, self.timeouts
+        )
+
+    async def notify(self, event: dict[str, Any]) -> None:
+        # Inline: the customer waits for the notification service.
+        await self._request(
+            "POST", "notification", "/notifications", json={"event_id": uuid.uuid4().hex, **event}
+        )
+
+    async def track(self, event: dict[str, Any]) -> None:
+        await self._request(
+            "POST", "analytics", "/events", json={"event_id": uuid.uuid4().hex, **event}
+        )
+
+    async def product(self, product_id: str) -> tuple[dict[str, Any] | None, Degraded | None]:
+        return await self.db_faults["db_read"].call_async(
+            db.read_product, self.engine, product_id, self.timeouts
+        ), None
+
+    async def recommend(self, user_id: str) -> tuple[list[str], Degraded | None]:
+        r = await self._request(
+            "GET", "recommendations", "/recommendations", params={"user_id": user_id}
+        )
+        return list(r.json()["items"]), None
+
+    def state(self) -> dict[str, Any]:
+        return {"mode": "naive", "dependencies": {}}
+
+    def reset(self) -> None:
+        return None
+
+
+def make_wiring(settings: Settings, listeners: Listeners) -> SeawallWiring | NaiveWiring:
+    """Return the wiring the settings ask for."""
+    if settings.mode == "naive":
+        return NaiveWiring(settings, listeners)
+    return SeawallWiring(settings, listeners)
+
+
+async def gather_or_compensate(
+    wiring: Wiring, order_id: str, items: list[dict[str, Any]], cents: int
+) -> tuple[str, str]:
+    """Reserve and charge at once; if either fails, undo the other (never half an order)."""
+    results = await asyncio.gather(
+        wiring.reserve(order_id, items), wiring.charge(order_id, cents), return_exceptions=True
+    )
+    reservation, charge = results
+    if isinstance(reservation, BaseException) or isinstance(charge, BaseException):
+        if isinstance(reservation, str):
+            await wiring.compensate("release", reservation)
+        if isinstance(charge, str):
+            await wiring.compensate("refund", charge)
+        raise reservation if isinstance(reservation, BaseException) else charge  # type: ignore[misc]
+    return reservation, charge
