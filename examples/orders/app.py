@@ -19,9 +19,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Query
+from fastapi import Body, FastAPI, Query, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
 from seawall.chaos import Fault
@@ -82,7 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     _routes(app, wiring)
     app.router.routes.extend(health_routes(_HealthProxy(app)))  # type: ignore[arg-type]
-    app.mount("/metrics", make_asgi_app(registry))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     if settings.admin:
         _admin_routes(app, wiring)
@@ -118,8 +121,8 @@ def _routes(app: FastAPI, wiring: Any) -> None:
         try:
             await wiring.save_order(record)
         except BaseException:
-            await wiring.compensate("refund", charge)
-            await wiring.compensate("release", reservation)
+            await wiring.compensate("refund", order_id)
+            await wiring.compensate("release", order_id)
             raise
         event = {"order_id": order_id, "user_id": order.user_id, "total_cents": total}
         await wiring.notify(event)

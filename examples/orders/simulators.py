@@ -56,8 +56,8 @@ class Records:
         self.charges_per_order: Counter[str] = Counter()
         self.events: list[str] = []  # notification / analytics event ids, in arrival order
         self.reservations = 0
-        self.refunds: list[str] = []  # charge ids refunded (a compensation)
-        self.releases: list[str] = []  # reservation ids released (a compensation)
+        self.refunds: list[str] = []  # order ids refunded (a compensation), repeats included
+        self.releases: list[str] = []  # order ids whose reservation was released
 
     def arrived(self) -> None:
         with self.lock:
@@ -75,8 +75,9 @@ class Records:
                     o for o, n in self.charges_per_order.items() if n > 1
                 ),
                 "reservations": self.reservations,
-                "refunds": len(self.refunds),
-                "releases": len(self.releases),
+                "charged_orders": sorted(self.charges_per_order),
+                "refunded_orders": sorted(set(self.refunds)),
+                "released_orders": sorted(set(self.releases)),
                 "events": len(self.events),
                 "unique_events": unique,
                 "duplicate_events": len(self.events) - unique,
@@ -186,12 +187,14 @@ def _service_routes(service: str, records_of: Any) -> list[Route]:  # noqa: C901
 
     async def compensate(request: Request) -> Response:
         # Refunds (payment) and releases (inventory) undo half of an order
-        # whose other half failed; they arrive through the service's outbox.
+        # whose other half failed; they arrive through the service's outbox,
+        # by order id: the service may not know whether (or as what) the
+        # charge was made, when its response was lost. Repeats are harmless.
         body = await _json(request)
-        target = None if body is None else body.get("id")
+        target = None if body is None else body.get("order_id")
         if not isinstance(target, str):
             return JSONResponse(
-                {"error": "bad_request", "detail": "id (str) required"}, status_code=400
+                {"error": "bad_request", "detail": "order_id (str) required"}, status_code=400
             )
         records = records_of()
         with records.lock:

@@ -59,7 +59,7 @@ class Wiring(Protocol):
     async def prices(self, ids: list[str]) -> dict[str, int]: ...
     async def reserve(self, order_id: str, items: list[dict[str, Any]]) -> str: ...
     async def charge(self, order_id: str, cents: int) -> str: ...
-    async def compensate(self, kind: str, target: str) -> None: ...
+    async def compensate(self, kind: str, order_id: str) -> None: ...
     async def save_order(self, order: dict[str, Any]) -> None: ...
     async def notify(self, event: dict[str, Any]) -> None: ...
     async def track(self, event: dict[str, Any]) -> None: ...
@@ -194,8 +194,8 @@ class SeawallWiring:
         r.raise_for_status()
         return str(r.json()["charge_id"])
 
-    async def compensate(self, kind: str, target: str) -> None:
-        await self.registry["compensations"].send_async(kind, {"id": target})
+    async def compensate(self, kind: str, order_id: str) -> None:
+        await self.registry["compensations"].send_async(kind, {"order_id": order_id})
 
     async def save_order(self, order: dict[str, Any]) -> None:
         await self.registry["db_write"].call(
@@ -306,9 +306,9 @@ class NaiveWiring:
         )
         return str(r.json()["charge_id"])
 
-    async def compensate(self, kind: str, target: str) -> None:
+    async def compensate(self, kind: str, order_id: str) -> None:
         downstream, path = COMPENSATIONS[kind]
-        await self._request("POST", downstream, path, json={"id": target})
+        await self._request("POST", downstream, path, json={"order_id": order_id})
 
     async def save_order(self, order: dict[str, Any]) -> None:
         await self.db_faults["db_write"].call_async(
@@ -354,15 +354,18 @@ def make_wiring(settings: Settings, listeners: Listeners) -> SeawallWiring | Nai
 async def gather_or_compensate(
     wiring: Wiring, order_id: str, items: list[dict[str, Any]], cents: int
 ) -> tuple[str, str]:
-    """Reserve and charge at once; if either fails, undo the other (never half an order)."""
+    """Reserve and charge at once; if either fails, undo both (never half an order).
+
+    Both are undone, by order id, whatever failed: a charge whose response was
+    lost may have happened, and only the payment service knows. The
+    compensations are idempotent, so undoing what never happened is harmless.
+    """
     results = await asyncio.gather(
         wiring.reserve(order_id, items), wiring.charge(order_id, cents), return_exceptions=True
     )
     reservation, charge = results
     if isinstance(reservation, BaseException) or isinstance(charge, BaseException):
-        if isinstance(reservation, str):
-            await wiring.compensate("release", reservation)
-        if isinstance(charge, str):
-            await wiring.compensate("refund", charge)
+        await wiring.compensate("release", order_id)
+        await wiring.compensate("refund", order_id)
         raise reservation if isinstance(reservation, BaseException) else charge  # type: ignore[misc]
     return reservation, charge

@@ -1,0 +1,179 @@
+"""The reference service on its embedded defaults (SQLite, in-process cache), with real faults."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import statistics
+import time
+
+import httpx
+from examples.orders.stack import Stack
+
+from tests.examples.conftest import eventually, order
+
+
+def test_happy_path(stack: Stack, orders: httpx.Client) -> None:
+    r = order(orders, qty=2)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "confirmed"
+    assert body["total_cents"] == 2 * orders.get("/products/sku-001").json()["price_cents"]
+    product = orders.get("/products/sku-001").json()
+    assert product["degraded"] is False
+    recs = orders.get("/recommendations", params={"user_id": "u-1"}).json()
+    assert len(recs["items"]) == 5
+    assert recs["degraded"] is False
+    assert orders.get("/healthz").status_code == 200
+    assert orders.get("/readyz").json()["status"] == "ok"
+    assert "dependency_calls_total" in orders.get("/metrics").text
+    eventually(lambda: stack.simulator_state("notification")["events"] == 1, 10)
+    eventually(lambda: stack.simulator_state("analytics")["events"] == 1, 10)
+    assert stack.simulator_state("payment")["charges"] == 1
+    assert stack.service_state()["orders"] >= 1
+
+
+def test_bad_input_is_422_with_json(orders: httpx.Client) -> None:
+    for body in (
+        {"user_id": "u"},
+        {"user_id": "u", "items": []},
+        {"user_id": "u", "items": [{"sku": "x", "qty": 0}]},
+    ):
+        r = orders.post("/orders", json=body)
+        assert r.status_code == 422
+        assert r.headers["content-type"].startswith("application/json")
+    r = orders.post("/orders", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = orders.post("/orders", json={"user_id": "u", "items": [{"sku": "sku-999", "qty": 1}]})
+    assert (r.status_code, r.json()["skus"]) == (422, ["sku-999"])
+    assert orders.get("/products/sku-999").status_code == 404
+    assert orders.get("/recommendations").status_code == 422
+
+
+def test_recommendations_down_serve_popular_items_marked_degraded(
+    stack: Stack, orders: httpx.Client
+) -> None:
+    stack.fault("recommendations", error_rate=1, status=503)
+    r = orders.get("/recommendations", params={"user_id": "u-7"})
+    assert r.status_code == 200
+    assert r.json()["degraded"] is True
+    assert r.json()["items"][:3] == ["sku-001", "sku-002", "sku-003"]
+    assert "recommendations" in r.headers["seawall-degraded"]
+
+
+def test_database_reads_failing_serve_the_last_good_product(
+    stack: Stack, orders: httpx.Client
+) -> None:
+    fresh = orders.get("/products/sku-004").json()
+    assert fresh["degraded"] is False
+    assert stack.service is not None
+    httpx.put(
+        stack.service.url + "/_admin/faults/db_read",
+        json={"error_rate": 1, "status": 503},
+        timeout=5,
+    )
+    stale = orders.get("/products/sku-004")
+    assert stale.status_code == 200
+    body = stale.json()
+    assert body["degraded"] is True
+    assert body["notice"] == "prices may be slightly out of date"
+    assert body["price_cents"] == fresh["price_cents"]
+    assert "age" in stale.headers
+    assert "db_read;kind=stale" in stale.headers["seawall-degraded"]
+    assert orders.get("/products/sku-005").status_code == 503  # never read: nothing stale to serve
+
+
+def test_payment_slow_fails_fast_keeps_products_fast_and_recovers(
+    stack: Stack, orders: httpx.Client
+) -> None:
+    """Slow, not down: the breaker opens on slow calls; other routes are unaffected."""
+    stack.fault("payment", latency=2.5)
+    product_latencies: list[float] = []
+
+    def browse() -> None:
+        for _ in range(20):
+            r = orders.get("/products/sku-002")
+            assert r.status_code == 200
+            product_latencies.append(r.elapsed.total_seconds())
+            time.sleep(0.1)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        browsing = pool.submit(browse)
+        slow = list(pool.map(lambda _: order(orders), range(12)))  # 10 slow calls open it
+        browsing.result(timeout=60)
+    assert all(r.status_code == 201 for r in slow)
+    assert stack.service_state()["dependencies"]["payment"]["breaker"] == "open"
+    started = time.monotonic()
+    fast = order(orders)
+    assert fast.status_code == 503
+    assert time.monotonic() - started < 0.5  # fails fast: no call to payment
+    assert fast.json()["dependency"] == "payment"
+    assert int(fast.headers["retry-after"]) >= 1
+    assert statistics.quantiles(product_latencies, n=100)[98] < 0.5  # isolated by bulkheads
+    stack.fault("payment")  # payment recovers
+    # open_duration (5 s), then two probes close it: no restart needed.
+    eventually(lambda: order(orders).status_code == 201, timeout=15, interval=0.5)
+    assert order(orders).status_code == 201
+    assert stack.service_state()["dependencies"]["payment"]["breaker"] == "closed"
+
+
+def test_lost_payment_responses_charge_once_per_order(stack: Stack, orders: httpx.Client) -> None:
+    """Commit then lose the response: the retry carries the same idempotency key."""
+    stack.fault("payment", lose_response_rate=0.5)
+    results = [order(orders, user=f"u-{i}") for i in range(8)]
+    stack.fault("payment")
+    confirmed = {r.json()["order_id"] for r in results if r.status_code == 201}
+    assert confirmed  # orders get through on the retry
+    assert all(r.status_code in (201, 503) for r in results)
+    payment = stack.simulator_state("payment")
+    assert payment["orders_charged_twice"] == []
+    charged = set(payment["charged_orders"])
+    assert confirmed <= charged
+
+    def settled() -> bool:
+        refunded = set(stack.simulator_state("payment")["refunded_orders"])
+        return charged - confirmed <= refunded
+
+    # Every charge belongs to a confirmed order or is refunded: nobody pays for nothing.
+    eventually(settled, timeout=20, interval=0.25)
+    refunded = set(stack.simulator_state("payment")["refunded_orders"])
+    assert not confirmed & refunded
+
+
+def test_notification_down_orders_still_confirmed_and_delivered_later(
+    stack: Stack, orders: httpx.Client
+) -> None:
+    stack.fault("notification", error_rate=1, status=503)
+    for i in range(10):
+        assert order(orders, user=f"u-{i}").status_code == 201
+    assert stack.simulator_state("notification")["unique_events"] == 0
+    stack.fault("notification")
+    eventually(
+        lambda: stack.simulator_state("notification")["unique_events"] == 10,
+        timeout=20,
+        interval=0.25,
+    )
+    state = stack.simulator_state("notification")
+    assert state["unique_events"] == 10  # none lost
+
+
+def test_service_killed_with_events_in_its_outbox_delivers_them_after_restart(stack: Stack) -> None:
+    """SIGKILL, restart on the same data directory: the outbox replays."""
+    from tests.examples.conftest import reset
+
+    reset(stack)
+    assert stack.service is not None
+    stack.fault("notification", hang_rate=1)  # deliveries hang: events stay in the outbox
+    with httpx.Client(base_url=stack.service.url, timeout=30) as client:
+        for i in range(5):
+            assert order(client, user=f"k-{i}").status_code == 201
+    import signal
+
+    stack.service.signal(signal.SIGKILL)
+    stack.service.popen.wait(10)
+    stack.fault("notification")
+    stack.start_service()
+    eventually(
+        lambda: stack.simulator_state("notification")["unique_events"] >= 5,
+        timeout=30,
+        interval=0.25,
+    )
