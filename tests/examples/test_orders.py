@@ -177,3 +177,31 @@ def test_service_killed_with_events_in_its_outbox_delivers_them_after_restart(st
         timeout=30,
         interval=0.25,
     )
+
+
+def test_sigterm_turns_readiness_off_first_and_finishes_in_flight_requests(stack: Stack) -> None:
+    """Graceful shutdown: 503 on /readyz at once, the in-flight order completes, clean exit."""
+    import signal
+    import threading
+
+    from tests.examples.conftest import reset
+
+    reset(stack)
+    assert stack.service is not None
+    stack.fault("payment", latency=1.5)
+    service = stack.service
+    results: list[httpx.Response] = []
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        in_flight = threading.Thread(target=lambda: results.append(order(client)))
+        in_flight.start()
+        time.sleep(0.3)  # the order is waiting on payment
+        service.signal(signal.SIGTERM)
+        time.sleep(0.1)
+        assert client.get("/readyz").status_code == 503  # the load balancer is told first
+        assert client.get("/healthz").status_code == 200  # still alive: it is draining
+        in_flight.join(timeout=30)
+    assert results[0].status_code == 201  # finished, not cut off
+    # uvicorn re-raises the signal once it has shut down, as a process should.
+    assert service.popen.wait(timeout=30) in (0, -signal.SIGTERM)
+    stack.fault("payment")
+    stack.start_service()  # for the tests that follow

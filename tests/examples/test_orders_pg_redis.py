@@ -1,0 +1,74 @@
+"""The reference service on PostgreSQL and Redis: real servers, frozen with SIGSTOP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from examples.orders.stack import Stack
+
+from tests.examples.conftest import eventually, order, reset
+from tests.servers import PostgresServer, RedisServer
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_server: PostgresServer, redis_server: RedisServer) -> Iterator[Stack]:
+    env = {"DATABASE_URL": postgres_server.url, "REDIS_URL": redis_server.url}
+    with Stack(env=env) as running:
+        yield running
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    reset(stack)
+    assert stack.service is not None
+    with httpx.Client(base_url=stack.service.url, timeout=30) as c:
+        yield c
+
+
+def test_happy_path_on_postgres_and_redis(stack: Stack, client: httpx.Client) -> None:
+    r = order(client)
+    assert r.status_code == 201, r.text
+    assert client.get("/products/sku-003").json()["degraded"] is False
+    ready = client.get("/readyz").json()
+    assert set(ready["checks"]) == {"database", "cache"}
+    assert ready["status"] == "ok"
+
+
+def answers_within(client: httpx.Client, path: str, seconds: float) -> httpx.Response:
+    started = time.monotonic()
+    r = client.get(path)
+    assert time.monotonic() - started < seconds, (path, time.monotonic() - started)
+    return r
+
+
+def test_redis_frozen_service_answers_readiness_flips_and_back(
+    stack: Stack, client: httpx.Client, redis_server: RedisServer
+) -> None:
+    client.get("/products/sku-006")  # cached
+    with redis_server.frozen_for_a_while():
+        eventually(lambda: client.get("/readyz").status_code == 503, timeout=10)
+        assert answers_within(client, "/healthz", 1.0).status_code == 200
+        # Products still come from PostgreSQL; the cache write is bounded by its 1 s.
+        assert answers_within(client, "/products/sku-006", 3.0).status_code == 200
+        assert order(client).status_code == 201
+    eventually(lambda: client.get("/readyz").status_code == 200, timeout=10)
+
+
+def test_postgres_frozen_service_answers_within_deadlines_and_recovers(
+    stack: Stack, client: httpx.Client, postgres_server: PostgresServer
+) -> None:
+    fresh = client.get("/products/sku-007").json()
+    with postgres_server.frozen_for_a_while():
+        eventually(lambda: client.get("/readyz").status_code == 503, timeout=10)
+        assert answers_within(client, "/healthz", 1.0).status_code == 200
+        stale = answers_within(client, "/products/sku-007", 12.0)  # 2 x 5 s reads, then the cache
+        assert stale.status_code == 200
+        assert stale.json()["degraded"] is True
+        assert stale.json()["price_cents"] == fresh["price_cents"]
+        failed = order(client)
+        assert failed.status_code in (503, 504)
+    eventually(lambda: client.get("/readyz").status_code == 200, timeout=15)
+    eventually(lambda: order(client).status_code == 201, timeout=15, interval=0.5)
