@@ -641,3 +641,42 @@ def test_without_retry_shares_every_other_policy(clock: FakeClock) -> None:
     assert b.metrics.failures == 1  # but counted by the shared breaker
     assert dep.call_sync(fn) == "ok"  # the original still retries
     assert Dependency("x", listeners=Listeners()).without_retry().name == "x"
+
+
+def test_a_spent_deadline_starts_nothing_and_spares_the_breaker() -> None:
+    b = CircuitBreaker("pay", window=CountWindow(10), minimum_calls=1, listeners=Listeners())
+    dep = Dependency("pay", timeout=1.0, breaker=b, listeners=Listeners())
+    calls = 0
+
+    async def fn() -> None:
+        nonlocal calls
+        calls += 1
+
+    async def main() -> None:
+        with deadline(0.0), pytest.raises(DependencyUnavailable) as info:
+            await dep.call(fn)
+        assert isinstance(info.value.cause, DeadlineExceeded)
+
+    run(main())
+    assert calls == 0
+    assert b.metrics.calls == 0
+
+
+def test_expiry_counts_against_the_breaker_only_when_its_own_timeout_bound() -> None:
+    """Cut short by the caller's tighter deadline: neither success nor failure."""
+    b = CircuitBreaker("pay", window=CountWindow(10), minimum_calls=5, listeners=Listeners())
+    dep = Dependency("pay", timeout=0.02, breaker=b, listeners=Listeners())
+
+    async def hang() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        async with asyncio.timeout(5):
+            with deadline(0.01), pytest.raises(DependencyUnavailable):
+                await dep.call(hang)  # the caller's 10 ms bound, not our 20 ms
+            assert b.metrics.calls == 0
+            with pytest.raises(DependencyUnavailable):
+                await dep.call(hang)  # our own 20 ms bound: the dependency is slow
+            assert (b.metrics.calls, b.metrics.failures) == (1, 1)
+
+    run(main())

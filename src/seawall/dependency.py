@@ -375,6 +375,34 @@ class Dependency:
         kwargs: dict[str, Any],
     ) -> Any:
         """One attempt: breaker, then bulkhead, then timeout, then ``fn``."""
+        # timeouts.Timeout, without its two coroutine frames: this runs per attempt.
+        scope = open_scope(self._timeout)
+        if scope is None:
+            return await self._guarded(fn, args, kwargs, None, 0.0, cut_short=False)
+        when, budget, token = scope
+        try:
+            if budget <= 0.0:
+                # The caller's deadline has passed: not worth starting, and no
+                # reflection on the dependency's health (its breaker is untouched).
+                raise expired(self.name, 0.0, self._listeners)
+            # token is None when the ambient deadline was tighter than our own
+            # timeout: an expiry then says the caller ran short, not that the
+            # dependency is slow, so it counts for nothing in the breaker.
+            cut_short = token is None and self._timeout is not None
+            return await self._guarded(fn, args, kwargs, when, budget, cut_short=cut_short)
+        finally:
+            close_scope(token)
+
+    async def _guarded(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        when: float | None,
+        budget: float,
+        *,
+        cut_short: bool,
+    ) -> Any:
         breaker = self._breaker
         permit = 0 if breaker is None else _admit(breaker)
         bulkhead = self._bulkhead
@@ -387,12 +415,9 @@ class Dependency:
                 raise
         t0 = self._now() if breaker is not None and breaker._timed else 0.0
         try:
-            # timeouts.Timeout, without its two coroutine frames: this runs per attempt.
-            scope = open_scope(self._timeout)
-            if scope is None:
+            if when is None:
                 result = await fn(*args, **kwargs)
             else:
-                when, budget, token = scope
                 timer = _AsyncioTimeout(when)
                 try:
                     async with timer:
@@ -401,8 +426,12 @@ class Dependency:
                     if not timer.expired():
                         raise  # fn's own TimeoutError, not our scope's
                     raise expired(self.name, budget, self._listeners) from exc
-                finally:
-                    close_scope(token)
+        except DeadlineExceeded as exc:
+            if cut_short:
+                self._after_abort(permit)
+            else:
+                self._after_error(permit, exc, t0)
+            raise
         except Exception as exc:
             self._after_error(permit, exc, t0)
             raise
