@@ -221,3 +221,19 @@ def test_bad_statuses_and_items_raise_config_error() -> None:
 def test_repr_names_the_statuses() -> None:
     assert "503" in repr(transient)
     assert "500" not in repr(transient.without(500))
+
+
+def test_database_and_cache_errors_by_name() -> None:
+    """Operational errors of SQLAlchemy, psycopg and redis-py, without importing them here."""
+    import psycopg
+    import redis
+    import sqlalchemy.exc
+
+    assert transient(sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection lost")))
+    assert transient(sqlalchemy.exc.TimeoutError("pool exhausted"))
+    assert transient(psycopg.OperationalError("server closed the connection"))
+    assert transient(redis.ConnectionError("refused"))
+    assert transient(redis.TimeoutError("read timed out"))
+    assert not transient(sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate")))
+    assert not transient(psycopg.ProgrammingError("syntax"))
+    assert not transient(redis.ResponseError("WRONGTYPE"))

@@ -39,6 +39,8 @@ __all__ = [
     "RetryGaveUp",
     "RetryScheduled",
     "StateChanged",
+    "StoreRecovered",
+    "StoreUnavailable",
     "TimedOut",
 ]
 
@@ -214,6 +216,27 @@ class OutboxDropped(Event):
     entry_id: str
     policy: str
     depth: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreUnavailable(Event):
+    """A store shared by replicas stopped answering; policies act on local state.
+
+    ``name`` is the store's namespace; ``store`` says which store
+    (``"breakers"`` or ``"stale"``); ``error`` is the failure's type name (never
+    its text, which may hold an address).
+    """
+
+    store: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreRecovered(Event):
+    """A shared store answers again after ``down_for`` seconds; sharing resumes."""
+
+    store: str
+    down_for: float
 
 
 E_contra = TypeVar("E_contra", bound=Event, contravariant=True)

@@ -85,6 +85,17 @@ _FOREIGN_TRANSIENT: dict[str, frozenset[str]] = {
     "requests": frozenset({"ConnectionError", "Timeout"}),
     "urllib3": frozenset({"TimeoutError", "NewConnectionError", "ProtocolError"}),
     "aiohttp": frozenset({"ClientConnectionError", "ServerTimeoutError"}),
+    # Databases and caches: PEP 249's OperationalError is "not under the control
+    # of the programmer" (a lost connection, a cancelled statement); SQLAlchemy
+    # wraps it, and adds its own pool timeout.
+    "sqlalchemy": frozenset(
+        {"OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError"}
+    ),
+    "psycopg": frozenset({"OperationalError", "InterfaceError"}),
+    "asyncpg": frozenset(
+        {"ConnectionDoesNotExistError", "QueryCanceledError", "CannotConnectNowError"}
+    ),
+    "redis": frozenset({"ConnectionError", "TimeoutError", "BusyLoadingError"}),
 }
 
 
@@ -131,7 +142,8 @@ class Transient:
     4. otherwise connection errors and timeouts: :class:`ConnectionError`,
        :class:`TimeoutError` (so :class:`~seawall.errors.DeadlineExceeded` and
        :class:`asyncio.TimeoutError` too) and the connection and timeout errors
-       of httpx, httpcore, requests, urllib3 and aiohttp, recognised by name
+       of httpx, httpcore, requests, urllib3 and aiohttp, and the operational
+       errors of SQLAlchemy, psycopg, asyncpg and redis-py, recognised by name
        without importing them.
 
     Instances are immutable; :meth:`with_` and :meth:`without` return new ones::

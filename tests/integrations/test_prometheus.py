@@ -606,3 +606,22 @@ def test_import_seawall_imports_no_exporter() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shared_store_outages_are_counted_and_shown_as_down() -> None:
+    """StoreUnavailable / StoreRecovered (Redis sharing) become a counter and an up gauge."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from seawall.events import Listeners, StoreRecovered, StoreUnavailable
+    from seawall.integrations.prometheus import install
+
+    listeners = Listeners()
+    registry = CollectorRegistry()
+    metrics = install(registry=registry, listeners=listeners)
+    listeners.emit(StoreUnavailable(name="shop", at=1.0, store="breakers", error="TimeoutError"))
+    text = generate_latest(registry).decode()
+    assert 'shared_store_unavailable_total{kind="breakers",store="shop"} 1.0' in text
+    assert 'shared_store_up{kind="breakers",store="shop"} 0.0' in text
+    listeners.emit(StoreRecovered(name="shop", at=2.0, store="breakers", down_for=1.0))
+    assert 'shared_store_up{kind="breakers",store="shop"} 1.0' in generate_latest(registry).decode()
+    metrics.close()

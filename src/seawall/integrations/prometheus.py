@@ -64,6 +64,8 @@ from seawall.events import (
     RetryGaveUp,
     RetryScheduled,
     StateChanged,
+    StoreRecovered,
+    StoreUnavailable,
     TimedOut,
 )
 from seawall.integrations._tracked import DURATION_BUCKETS, Counts, Readings, Tracker
@@ -191,6 +193,19 @@ METRICS: Final = (
     ),
     MetricSpec("outbox_delivered_total", "counter", _D, "Outbox entries delivered downstream."),
     MetricSpec(
+        "shared_store_unavailable_total",
+        "counter",
+        ("store", "kind"),
+        "Times a store shared by replicas (Redis) stopped answering; policies went on "
+        "with local state. kind: breakers, stale ...",
+    ),
+    MetricSpec(
+        "shared_store_up",
+        "gauge",
+        ("store", "kind"),
+        "1 while the shared store answers, 0 from its failure until it answers again.",
+    ),
+    MetricSpec(
         "outbox_delivery_failures_total",
         "counter",
         _D,
@@ -313,6 +328,7 @@ class PrometheusMetrics:
         "_names",
         "_registry",
         "_removers",
+        "_store_up",
         "_tracker",
     )
 
@@ -336,6 +352,8 @@ class PrometheusMetrics:
         self._calls_lock = threading.Lock()
         self._tracker = Tracker()
         self._removers: list[Callable[[], None]] = []
+        # Learned from events only: a store reports itself when it fails and recovers.
+        self._store_up: dict[tuple[str, str], int] = {}
         self._registry = REGISTRY if registry is None else registry
         self._registry.register(self)
 
@@ -410,6 +428,8 @@ class PrometheusMetrics:
             (OutboxDelivered, self._count("outbox_delivered_total")),
             (OutboxDeliveryFailed, self._count("outbox_delivery_failures_total")),
             (OutboxDropped, self._on_dropped),
+            (StoreUnavailable, self._on_store_down),
+            (StoreRecovered, self._on_store_up),
         ]
 
     def _on_completed(self, event: CallCompleted) -> None:
@@ -451,6 +471,13 @@ class PrometheusMetrics:
 
     def _on_gave_up(self, event: RetryGaveUp) -> None:
         self._counters["retry_give_ups_total"].inc((event.name, event.reason.value))
+
+    def _on_store_down(self, event: StoreUnavailable) -> None:
+        self._counters["shared_store_unavailable_total"].inc((event.name, event.store))
+        self._store_up[(event.name, event.store)] = 0
+
+    def _on_store_up(self, event: StoreRecovered) -> None:
+        self._store_up[(event.name, event.store)] = 1
 
     def _on_dropped(self, event: OutboxDropped) -> None:
         self._counters["outbox_dropped_total"].inc((event.name, event.policy))
@@ -514,6 +541,9 @@ class PrometheusMetrics:
             family = families[metric]
             for key, n in counter.items():
                 family.add_metric(list(key), n)  # type: ignore[attr-defined]
+        up = families["shared_store_up"]
+        for key, value in list(self._store_up.items()):
+            up.add_metric(list(key), value)  # type: ignore[attr-defined]
 
     def _touch(self, readings: Readings) -> None:
         """Create zero series for what is tracked, so alerts see the first event."""
