@@ -34,6 +34,8 @@ class Settings:
     drain_seconds: float = 2.0
     #: Serve /_admin (fault knobs on the database, breaker reset): demos and tests only.
     admin: bool = False
+    #: With REDIS_URL: share breaker state with the other replicas through Redis.
+    share_state: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +59,7 @@ class Settings:
             policies=Path(env.get("ORDERS_POLICIES", str(HERE / "policies.toml"))),
             drain_seconds=float(env.get("ORDERS_DRAIN_SECONDS", "2.0")),
             admin=env.get("ORDERS_ADMIN", "") == "1",
+            share_state=env.get("ORDERS_SHARE_STATE", "") == "1",
         )
 
     def url(self, name: str) -> str:

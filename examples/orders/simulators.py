@@ -52,6 +52,7 @@ class Records:
         self.lock = threading.Lock()
         self.received = 0  # requests that reached the service (faulted or not)
         self.by_second: Counter[int] = Counter()  # arrivals per wall-clock second
+        self.by_path: Counter[str] = Counter()  # arrivals per path
         self.charges: dict[str, dict[str, Any]] = {}  # idempotency key (or charge id) -> charge
         self.charges_per_order: Counter[str] = Counter()
         self.events: list[str] = []  # notification / analytics event ids, in arrival order
@@ -59,10 +60,11 @@ class Records:
         self.refunds: list[str] = []  # order ids refunded (a compensation), repeats included
         self.releases: list[str] = []  # order ids whose reservation was released
 
-    def arrived(self) -> None:
+    def arrived(self, path: str) -> None:
         with self.lock:
             self.received += 1
             self.by_second[int(time.time())] += 1
+            self.by_path[path] += 1
 
     def summary(self) -> dict[str, Any]:
         with self.lock:
@@ -70,6 +72,7 @@ class Records:
             return {
                 "received": self.received,
                 "by_second": sorted(self.by_second.items()),
+                "by_path": dict(self.by_path),
                 "charges": len(self.charges),
                 "orders_charged_twice": sorted(
                     o for o, n in self.charges_per_order.items() if n > 1
@@ -242,7 +245,7 @@ class FaultMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL):
             await self.app(scope, receive, send)
             return
-        self.records_of().arrived()
+        self.records_of().arrived(scope["path"])
         decision = self.chaos.decide()
         if decision.delay:
             await asyncio.sleep(decision.delay)

@@ -90,9 +90,16 @@ class Stack:
     mode: str = "seawall"
     env: Mapping[str, str] = field(default_factory=dict)
     data_dir: Path | None = None
+    #: How many service processes (replicas) to run, on one database.
+    replicas: int = 1
     simulators: dict[str, Process] = field(default_factory=dict)
-    service: Process | None = None
+    services: list[Process] = field(default_factory=list)
     _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def service(self) -> Process | None:
+        """The first replica (the only one, by default)."""
+        return self.services[0] if self.services else None
 
     def start(self) -> Stack:
         """Start every process and wait until each answers."""
@@ -105,31 +112,38 @@ class Stack:
                 self.simulators[name] = Process(name, popen, f"http://127.0.0.1:{port}")
             for sim in self.simulators.values():
                 _wait_http(sim.url + "/_control", 30)
-            self.start_service()
+            for replica in range(self.replicas):
+                self.start_service(replica)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def start_service(self) -> Process:
-        """(Re)start the service alone, on a new port, with the same data directory."""
+    def start_service(self, replica: int = 0) -> Process:
+        """(Re)start one replica of the service on a new port, with the same data directory."""
         if self.data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="orders-")
             self.data_dir = Path(self._tmp.name)
         port = free_port()
+        # Each replica owns its outboxes (one owner per file); they share the database.
+        outboxes = self.data_dir if replica == 0 else self.data_dir / f"replica-{replica}"
         env = {
             "ORDERS_MODE": self.mode,
             "ORDERS_ADMIN": "1",
-            "ORDERS_DATA_DIR": str(self.data_dir),
+            "ORDERS_DATA_DIR": str(outboxes),
             "ORDERS_DRAIN_SECONDS": "0.5",
             "DATABASE_URL": f"sqlite+aiosqlite:///{self.data_dir}/orders.db",
             **{f"ORDERS_{n.upper()}_URL": p.url for n, p in self.simulators.items()},
             **self.env,
         }
         popen = self._spawn(["-m", "examples.orders.serve", "--port", str(port)], env)
-        self.service = Process("orders", popen, f"http://127.0.0.1:{port}")
-        _wait_http(self.service.url + "/healthz", 60)
-        return self.service
+        process = Process(f"orders-{replica}", popen, f"http://127.0.0.1:{port}")
+        if replica < len(self.services):
+            self.services[replica] = process
+        else:
+            self.services.append(process)
+        _wait_http(process.url + "/healthz", 60)
+        return process
 
     def _spawn(self, args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -142,8 +156,8 @@ class Stack:
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL) and remove the temporary data."""
-        if self.service is not None:
-            self.service.stop()
+        for service in self.services:
+            service.stop()
         for sim in self.simulators.values():
             sim.stop()
         if self._tmp is not None:

@@ -91,6 +91,7 @@ class SeawallWiring:
         self.redis = None
         if s.redis_url:
             import redis.asyncio  # noqa: PLC0415 - only with REDIS_URL
+
             from seawall.integrations.redis import AsyncRedisStaleStore  # noqa: PLC0415
 
             self.redis = redis.asyncio.Redis.from_url(
@@ -142,6 +143,20 @@ class SeawallWiring:
         }
         for outbox in self.outboxes.values():
             await outbox.start_async()
+        self.store = None
+        if s.share_state and s.redis_url:
+            from seawall.integrations.redis import AsyncRedisBreakerStore  # noqa: PLC0415
+
+            # Every replica's breakers learn from the fleet: one replica seeing
+            # payment fail opens the circuit everywhere within a sync interval,
+            # and only one replica at a time sends the half-open probes.
+            self.store = AsyncRedisBreakerStore(
+                s.redis_url, namespace="orders", sync_interval=0.25, listeners=self.listeners
+            )
+            for dep in self.registry:
+                if dep.breaker is not None:
+                    self.store.share(dep.breaker)
+            await self.store.start()
         checks = [Check("database", sqlalchemy_check(self.engine), timeout=1.0)]
         if self.redis is not None:
             checks.append(Check("cache", redis_check(self.redis), timeout=0.5))
@@ -149,6 +164,8 @@ class SeawallWiring:
 
     async def close(self) -> None:
         """Deliver what can be delivered quickly; keep the rest on disk for the next start."""
+        if self.store is not None:
+            await self.store.stop()
         for outbox in self.outboxes.values():
             await outbox.flush_async(timeout=2.0)
             await outbox.stop_async(timeout=2.0)
