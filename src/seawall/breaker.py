@@ -55,12 +55,19 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_FAILURE_RATE_THRESHOLD = 0.5
+"""Share of failed calls in the window that opens the circuit, by default."""
 DEFAULT_SLOW_CALL_RATE_THRESHOLD = 1.0
+"""Share of slow calls that opens the circuit, by default 1.0: slow calls never open it."""
 DEFAULT_SLOW_CALL_DURATION = 60.0
+"""Seconds after which a call counts as slow, by default."""
 DEFAULT_WINDOW = CountWindow(100)
+"""The default window: the last 100 calls."""
 DEFAULT_MINIMUM_CALLS = 20
+"""Calls the window must hold before any decision, by default."""
 DEFAULT_OPEN_DURATION = 30.0
+"""Seconds an open circuit rejects before probing, by default."""
 DEFAULT_HALF_OPEN_CALLS = 2
+"""Probes admitted at once in HALF_OPEN, by default; all must succeed."""
 
 ExceptionSpec = type[BaseException] | tuple[type[BaseException], ...]
 

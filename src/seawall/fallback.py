@@ -50,6 +50,7 @@ __all__ = [
 T = TypeVar("T")
 
 FallbackKind = Literal["value", "call", "stale"]
+"""The kinds of fallback: "value", "call" or "stale"."""
 
 
 @runtime_checkable

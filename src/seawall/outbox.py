@@ -110,11 +110,17 @@ Overflow = Literal["reject_new", "drop_oldest"]
 Synchronous = Literal["full", "normal"]
 
 DEFAULT_MAX_ENTRIES = 100_000
+"""Pending entries kept at most (dead letters apart), by default."""
 DEFAULT_OVERFLOW: Overflow = "reject_new"
+"""What a full outbox drops by default: the new entry."""
 DEFAULT_BACKOFF_INITIAL = 0.5
+"""Upper bound of an entry's first retry delay, in seconds."""
 DEFAULT_BACKOFF_MAXIMUM = 60.0
+"""Cap on any entry's retry delay, in seconds."""
 DEFAULT_POLL_INTERVAL = 1.0
+"""Seconds between an idle worker's checks for due entries."""
 DEFAULT_SYNCHRONOUS: Synchronous = "full"
+"""SQLite synchronous mode by default: "full", durable through power loss."""
 
 _OVERFLOWS = ("reject_new", "drop_oldest")
 _SYNCHRONOUS = ("full", "normal")

@@ -69,7 +69,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_ATTEMPTS = 3
+"""Total tries by default, the first included."""
 DEFAULT_BACKOFF = Backoff.exponential(initial=0.1, maximum=10.0, jitter="full")
+"""Exponential from 0.1 s, doubling, capped at 10 s, with full jitter."""
 
 #: HTTP statuses worth another try: timeout, too many requests, and the 5xx that
 #: mean "not now" (501 Not Implemented and 505 never get better by retrying).

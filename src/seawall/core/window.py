@@ -12,7 +12,7 @@ Two kinds, configured by small frozen objects and built into mutable state:
   costs per call what a ten-second one does.
 
 Outcomes are small integer codes: bit 0 marks a failure, bit 1 a slow call.
-Window state is not thread-safe by itself (but for :meth:`CountRing.tick`):
+Window state is not thread-safe by itself (but for ``next(CountRing.seq)``):
 its owner holds a lock around :meth:`~WindowState.record`.
 """
 

@@ -109,7 +109,7 @@ __all__ = [
 ]
 
 #: The header that makes a non-idempotent request safe to retry (IETF draft
-#: "The Idempotency-Key HTTP Header Field"; Stripe, PayPal and others honour it).
+#: "The Idempotency-Key HTTP Header Field"; Stripe, Adyen and others honour it).
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
 
 #: Methods whose effect is the same however often they are sent (RFC 9110, 9.2.2).

@@ -189,6 +189,7 @@ __all__ = [
 _log = logging.getLogger("seawall.redis")
 
 DEFAULT_NAMESPACE = "seawall"
+"""The prefix of every key a store writes, by default."""
 DEFAULT_SYNC_INTERVAL = 0.5
 """Seconds between two sync steps: how late a replica may see the fleet."""
 DEFAULT_TIMEOUT = 0.05
