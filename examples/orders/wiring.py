@@ -16,6 +16,7 @@ scenario runner can put the same service under the same faults twice:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import tomllib
 import uuid
 from dataclasses import dataclass, field
@@ -132,10 +133,16 @@ class SeawallWiring:
         deps = self.registry
         self.clients = {
             "payment": resilient_client(
-                deps["payment"], base_url=s.url("payment"), idempotency_keys=True
+                deps["payment"],
+                base_url=s.url("payment"),
+                idempotency_keys=True,
+                transport=_Witness(httpx.AsyncHTTPTransport()),
             ),
             "inventory": resilient_client(
-                deps["inventory"], base_url=s.url("inventory"), idempotency_keys=True
+                deps["inventory"],
+                base_url=s.url("inventory"),
+                idempotency_keys=True,
+                transport=_Witness(httpx.AsyncHTTPTransport()),
             ),
             # Recommendations answer through Dependency.call_result around a plain
             # client (below): its fallback is a list of items, not an HTTP response.
@@ -160,7 +167,10 @@ class SeawallWiring:
         checks = [Check("database", sqlalchemy_check(self.engine), timeout=1.0)]
         if self.redis is not None:
             checks.append(Check("cache", redis_check(self.redis), timeout=0.5))
-        self.health = Health(checks, dependencies=self.registry, cache_ttl=1.0)
+        # Readiness checks what is this instance's own to fix: a payment outage
+        # (an open payment breaker) is the same at every replica, and taking
+        # them all out of rotation would also stop the pages that still work.
+        self.health = Health(checks, cache_ttl=1.0)
 
     async def close(self) -> None:
         """Deliver what can be delivered quickly; keep the rest on disk for the next start."""
@@ -368,21 +378,67 @@ def make_wiring(settings: Settings, listeners: Listeners) -> SeawallWiring | Nai
     return SeawallWiring(settings, listeners)
 
 
+#: The paths this order's requests actually went out on (set per order, shared by
+#: the reserve and charge tasks, which inherit the context).
+_SENT: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("orders.sent", default=None)
+
+
+class _Witness(httpx.AsyncBaseTransport):
+    """The innermost transport: notes each request that really leaves the service.
+
+    It sits under the resilient transport, so a call refused by the breaker or
+    the bulkhead never reaches it: what it notes may have happened downstream.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        sent = _SENT.get()
+        if sent is not None:
+            sent.add(request.url.path)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def may_have_happened(outcome: object, sent: bool) -> bool:
+    """Whether a reservation or charge may have been made downstream, so must be undone.
+
+    Undone: what succeeded, and what failed after any attempt went out (a lost
+    response, a timeout). Not undone: what never left the service (an open
+    breaker, a full bulkhead at every attempt). Undoing what never happened
+    would be harmless, but a burst of needless refunds would storm a payment
+    service just as it recovers.
+    """
+    return not isinstance(outcome, BaseException) or sent
+
+
 async def gather_or_compensate(
     wiring: Wiring, order_id: str, items: list[dict[str, Any]], cents: int
 ) -> tuple[str, str]:
-    """Reserve and charge at once; if either fails, undo both (never half an order).
+    """Reserve and charge at once; if either fails, undo the other (never half an order).
 
-    Both are undone, by order id, whatever failed: a charge whose response was
-    lost may have happened, and only the payment service knows. The
-    compensations are idempotent, so undoing what never happened is harmless.
+    Undoing is by order id, because a charge whose response was lost may have
+    happened without the service knowing as what; the compensations are
+    idempotent downstream.
     """
-    results = await asyncio.gather(
-        wiring.reserve(order_id, items), wiring.charge(order_id, cents), return_exceptions=True
-    )
+    sent: set[str] = set()
+    token = _SENT.set(sent)
+    try:
+        results = await asyncio.gather(
+            wiring.reserve(order_id, items), wiring.charge(order_id, cents), return_exceptions=True
+        )
+    finally:
+        _SENT.reset(token)
     reservation, charge = results
     if isinstance(reservation, BaseException) or isinstance(charge, BaseException):
-        await wiring.compensate("release", order_id)
-        await wiring.compensate("refund", order_id)
+        # The naive wiring does not witness its requests: everything is undone.
+        witnessed = isinstance(wiring, SeawallWiring)
+        if may_have_happened(reservation, not witnessed or "/reservations" in sent):
+            await wiring.compensate("release", order_id)
+        if may_have_happened(charge, not witnessed or "/charges" in sent):
+            await wiring.compensate("refund", order_id)
         raise reservation if isinstance(reservation, BaseException) else charge  # type: ignore[misc]
     return reservation, charge
