@@ -267,8 +267,8 @@ def test_a_failed_probe_reopens_the_whole_fleet(stores: Callable[..., RedisBreak
 
 
 def test_an_idle_lease_holder_lets_go(stores: Callable[..., RedisBreakerStore]) -> None:
-    """A holder with no traffic releases the lease, so a replica with traffic can probe."""
-    a, b = stores(), stores()
+    """A holder with no traffic for a lease's time releases it, so a replica with traffic can probe."""
+    a, b = stores(probe_lease=SHORT), stores(probe_lease=SHORT)
     pay_a, pay_b = breaker(open_duration=SHORT), breaker(open_duration=SHORT)
     a.share(pay_a)
     b.share(pay_b)
@@ -281,13 +281,40 @@ def test_an_idle_lease_holder_lets_go(stores: Callable[..., RedisBreakerStore]) 
     assert rejected(pay_b)
     b.sync_once()  # B waits
     assert rejected(pay_b)
-    a.sync_once()  # no call at A since: it lets go
+    time.sleep(SHORT + 0.02)
+    a.sync_once()  # no call at A for a lease's time: it lets go
+    assert rejected(pay_b)
     b.sync_once()  # B has traffic: B holds
     view = b.fleet_view("pay")
     assert view is not None
     assert view.holding
     pay_b.call(lambda: None)
     assert pay_b.state is State.CLOSED
+
+
+def test_a_holder_keeps_the_lease_between_sparse_calls(
+    stores: Callable[..., RedisBreakerStore],
+) -> None:
+    """Calls rarer than sync steps: the holder keeps the lease until one comes, and probes.
+
+    Letting go at every step without a call handed the lease around a fleet of
+    quiet replicas with none of them ever probing (seen in the reference service).
+    """
+    a, b = stores(probe_lease=1.0), stores(probe_lease=1.0)
+    pay_a, pay_b = breaker(open_duration=SHORT), breaker(open_duration=SHORT)
+    a.share(pay_a)
+    b.share(pay_b)
+    fail(pay_a, 4)
+    a.sync_once()
+    b.sync_once()
+    time.sleep(SHORT + 0.02)
+    assert rejected(pay_a)
+    a.sync_once()  # A had a call: A holds
+    for _ in range(3):  # steps with no call anywhere
+        a.sync_once()
+        b.sync_once()
+    pay_a.call(lambda: None)  # the next call at A is the probe
+    assert pay_a.state is State.CLOSED
 
 
 def test_a_replica_joining_while_the_fleet_probes_waits_half_open(

@@ -676,6 +676,7 @@ class _SharedBreaker:
         "fleet",
         "holding",
         "keys",
+        "last_demand",
         "last_rejected",
         "last_totals",
         "lease_ms",
@@ -707,6 +708,7 @@ class _SharedBreaker:
         # Outcomes recorded before sharing stay local: the fleet hears from now on.
         self.last_totals = core.lifetime_counts()
         self.last_rejected = _position(core._rejections)
+        self.last_demand = -math.inf
         self.applied_gen: int | None = None
         self.holding = False
         self.view: FleetView | None = None
@@ -743,6 +745,12 @@ class _SharedBreaker:
         rejected = _position(core._rejections)
         demand = rejected != self.last_rejected
         self.last_rejected = rejected
+        if demand:
+            self.last_demand = now
+        # A holder keeps the lease while calls came within its lifetime: at a
+        # few calls a second, a sync step often sees none, and letting go then
+        # would hand the lease around without any replica ever probing.
+        recent = now - self.last_demand < self.lease_ms / 1000
         # Ask for the lease a little before the open period ends, so probes can
         # start the moment it does.
         near = state is HALF_OPEN or (
@@ -751,7 +759,9 @@ class _SharedBreaker:
         # Renew while using it (a probe in flight, or calls waiting); an idle
         # holder lets go, so a replica with traffic can probe instead.
         probing = state is HALF_OPEN and core._probes_admitted > core._probes_succeeded
-        if near and (demand or (self.holding and probing)):
+        if publish == "open":
+            lease = ""  # a new open period frees the lease; ask again when it nears its end
+        elif near and (demand or (self.holding and (probing or recent))):
             lease = "hold"
         elif self.holding:
             lease = "release"

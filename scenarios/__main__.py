@@ -1,0 +1,7 @@
+"""``python -m scenarios``: see :mod:`scenarios.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
