@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m scenarios", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--quick", action="store_true", help="short phases: about a minute in all")
+    parser.add_argument("--quick", action="store_true", help="short phases: about 80 s in all")
     parser.add_argument(
         "--out",
         type=Path,
