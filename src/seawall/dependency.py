@@ -46,10 +46,12 @@ import functools
 import inspect
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast, overload
 
+from seawall import _expiry as expiry_module
 from seawall import _validate
 from seawall._clock import MONOTONIC, Clock
+from seawall._expiry import Expiry
 from seawall.breaker import CircuitBreaker
 from seawall.bulkhead import Bulkhead, ThreadBulkhead
 from seawall.core.backoff import retry_after_of
@@ -84,6 +86,10 @@ R = TypeVar("R")
 
 _monotonic = time.monotonic
 _AsyncioTimeout = asyncio.Timeout
+_Cancelled = asyncio.CancelledError
+_get_running_loop = asyncio.get_running_loop
+_current_task = asyncio.current_task
+_STATE, _CANCELLING, _FIRED = expiry_module.STATE, expiry_module.CANCELLING, expiry_module.FIRED
 
 
 class Criticality(enum.Enum):
@@ -206,6 +212,7 @@ class Dependency:
         "__weakref__",
         "_breaker",
         "_bulkhead",
+        "_expiry",
         "_fallback",
         "_listeners",
         "_now",
@@ -248,6 +255,7 @@ class Dependency:
             outbox=outbox,
         )
         self._timeout = self.config.timeout
+        self._expiry: Expiry | None = None
         self._retry = None if retry is None else _named(retry, name)
         self._breaker = breaker
         self._bulkhead = bulkhead
@@ -347,26 +355,59 @@ class Dependency:
             raise _wrong_bulkhead(self.name, "call", "Bulkhead")
         listeners = self._listeners
         started = self._now() if listeners._registrations else 0.0
+        retry = self._retry
         try:
-            if self._retry is None:
+            if retry is None:
                 result = await self._attempt(fn, args, kwargs)
             else:
-                result = await self._retry.call_async(self._attempt, fn, args, kwargs)
+                # Retry.call_async, inlined: the first attempt is awaited here,
+                # and only a retry enters the retry loop. Each coroutine frame
+                # held by a waiting call is memory the collector walks, which
+                # is most of the cost with thousands of calls in flight.
+                deposit = retry._deposit
+                if deposit is not None:
+                    deposit()
+                start = retry._now() if retry.config.max_elapsed is not None else None
+                try:
+                    result = await self._attempt(fn, args, kwargs)
+                except Exception as first:
+                    if not retry._retryable(first):
+                        raise
+                    result = await retry._again_async(
+                        self._attempt, (fn, args, kwargs), {}, first, None, start=start
+                    )
+                else:
+                    on_result = retry.config.on_result
+                    if on_result is not None and on_result(result):
+                        result = await retry._again_async(
+                            self._attempt, (fn, args, kwargs), {}, None, result, start=start
+                        )
         except Exception as exc:
-            if not self._unavailable(exc):
-                self._completed(started, "failure")
-                raise
-            if self._fallback is None:
-                self._completed(started, _outcome(exc))
-                raise self._unavailable_error(exc) from exc
-            answer = await self._fall_back_async(exc, fn, args, kwargs)
-            self._completed(started, "fallback")
-            return answer
+            return await self._answer_failure(exc, started, fn, args, kwargs)
         stale = self._stale
         if stale is not None:
             await _remember_async(stale, fn, args, kwargs, result)
         self._completed(started, "success")
         return result, None
+
+    async def _answer_failure(
+        self,
+        exc: Exception,
+        started: float,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, Degraded | None]:
+        """After the policies failed: raise the error as it is or as unavailable, or fall back."""
+        if not self._unavailable(exc):
+            self._completed(started, "failure")
+            raise exc
+        if self._fallback is None:
+            self._completed(started, _outcome(exc))
+            raise self._unavailable_error(exc) from exc
+        answer = await self._fall_back_async(exc, fn, args, kwargs)
+        self._completed(started, "fallback")
+        return answer
 
     async def _attempt(
         self,
@@ -374,8 +415,15 @@ class Dependency:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        """One attempt: breaker, then bulkhead, then timeout, then ``fn``."""
-        # timeouts.Timeout, without its two coroutine frames: this runs per attempt.
+        """One attempt: breaker, then bulkhead, then timeout, then ``fn``.
+
+        Under the dependency's own timeout (the usual case) the attempt runs
+        here, on the dependency's shared :class:`Expiry`: its deadlines are all
+        ``timeout`` after their start, so one loop timer serves every attempt
+        in flight (see :mod:`seawall._expiry`), at a fraction of what an
+        ``asyncio.Timeout`` per attempt costs. Other cases go to
+        :meth:`_guarded`.
+        """
         scope = open_scope(self._timeout)
         if scope is None:
             return await self._guarded(fn, args, kwargs, None, 0.0, cut_short=False)
@@ -385,13 +433,68 @@ class Dependency:
                 # The caller's deadline has passed: not worth starting, and no
                 # reflection on the dependency's health (its breaker is untouched).
                 raise expired(self.name, 0.0, self._listeners)
-            # token is None when the ambient deadline was tighter than our own
-            # timeout: an expiry then says the caller ran short, not that the
-            # dependency is slow, so it counts for nothing in the breaker.
-            cut_short = token is None and self._timeout is not None
-            return await self._guarded(fn, args, kwargs, when, budget, cut_short=cut_short)
+            loop = _get_running_loop()
+            task = _current_task(loop)
+            if token is None or task is None:
+                # token is None when the ambient deadline was tighter than our
+                # own timeout: an expiry then says the caller ran short, not
+                # that the dependency is slow, so it counts for nothing in the
+                # breaker. (No task: asyncio.Timeout will say what is wrong.)
+                cut_short = token is None and self._timeout is not None
+                return await self._guarded(fn, args, kwargs, when, budget, cut_short=cut_short)
+            breaker = self._breaker
+            permit = 0 if breaker is None else _admit(breaker)
+            bulkhead = self._bulkhead
+            if bulkhead is not None:
+                try:
+                    await bulkhead.acquire()  # type: ignore[misc] # checked by _call
+                except BaseException:
+                    # A full bulkhead says nothing about the dependency's health.
+                    _release(breaker, permit)
+                    raise
+            t0 = self._now() if breaker is not None and breaker._timed else 0.0
+            expiry = self._expiry
+            if expiry is None or expiry.loop is not loop:
+                # One per loop; a dependency shared by several loops' threads
+                # swaps it, which only costs a fresh queue and timer.
+                expiry = self._expiry = Expiry(loop)
+            entry = expiry.start(when, task)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                fired = entry[_STATE] == _FIRED
+                expiry.finish(entry)
+                self._attempt_failed(exc, entry, fired=fired, task=task, permit=permit, t0=t0)
+            if entry[_STATE] == _FIRED:
+                task.uncancel()  # fn swallowed our cancellation and returned
+            expiry.finish(entry)
+            self._after_success(permit, t0)
+            return result
         finally:
             close_scope(token)
+
+    def _attempt_failed(
+        self,
+        exc: BaseException,
+        entry: list[Any],
+        *,
+        fired: bool,
+        task: asyncio.Task[Any],
+        permit: int,
+        t0: float,
+    ) -> NoReturn:
+        """End an attempt on the shared expiry that raised ``exc``, and raise what it means."""
+        # As asyncio.Timeout does: our cancellation becomes a timeout only if
+        # nobody else asked for one meanwhile.
+        if fired and task.uncancel() <= entry[_CANCELLING] and type(exc) is _Cancelled:
+            timed_out = expired(self.name, cast("float", self._timeout), self._listeners)
+            self._after_error(permit, timed_out, t0)
+            raise timed_out from exc
+        if isinstance(exc, Exception):
+            self._after_error(permit, exc, t0)
+        else:
+            self._after_abort(permit)
+        raise exc
 
     async def _guarded(
         self,
