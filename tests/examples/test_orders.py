@@ -78,6 +78,7 @@ def test_database_reads_failing_serve_the_last_good_product(
     assert body["notice"] == "prices may be slightly out of date"
     assert body["price_cents"] == fresh["price_cents"]
     assert "age" in stale.headers
+    assert stale.headers["cache-control"] == f"no-store, max-stale={stale.headers['age']}"
     assert "db_read;kind=stale" in stale.headers["seawall-degraded"]
     assert orders.get("/products/sku-005").status_code == 503  # never read: nothing stale to serve
 

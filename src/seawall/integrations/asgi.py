@@ -55,11 +55,14 @@ while the request was served) carry:
   values, their age in whole seconds (rounded up); a Structured Fields list.
 * ``Age: 42`` when a stale value was served: the age of the oldest one (RFC 9111 §5.1).
 * ``Cache-Control: no-store`` (configurable): a fallback answer must not
-  outlive the outage in a shared cache.
+  outlive the outage in a shared cache; with ``max-stale=42`` added when a
+  stale value was served (the same age as ``Age``).
 
-``Cache-Control: max-stale`` is not used: it is a *request* directive (RFC 9111
-§5.2.1.2), meaningless in a response. ``Warning: 110`` is not used either: RFC
-9111 made the ``Warning`` header obsolete.
+RFC 9111 defines ``max-stale`` as a *request* directive (§5.2.1.2): on a
+response, caches ignore it. It is there for clients and for people reading the
+response, who look for it; ``Age`` says the same in the standard way, and
+``no-store`` is what keeps the answer out of caches. ``Warning: 110`` is not
+used: RFC 9111 made the ``Warning`` header obsolete.
 
 .. versionadded:: 0.1
 """
@@ -246,7 +249,9 @@ class DeadlineMiddleware:
             false, the deadline is only set (as with ``with deadline(...)`` in
             sync code) for the policies and clients that read it.
         degraded_cache_control: The ``Cache-Control`` value put on degraded
-            responses (replacing the application's), or ``None`` to leave it.
+            responses (replacing the application's; ``max-stale=<age>`` is
+            added to it when a stale value was served), or ``None`` to leave
+            the application's.
 
     Raises:
         ConfigError: A bad option; the message names each.
@@ -415,9 +420,12 @@ def _degraded_headers(
     out = [(k, v) for k, v in headers if k.lower() not in replaced]
     out.append((DEGRADED_HEADER.lower().encode(), degraded_header(record).encode("latin-1")))
     oldest = record.max_age
-    if oldest is not None:
-        out.append((b"age", str(math.ceil(oldest)).encode()))
+    age = None if oldest is None else str(math.ceil(oldest)).encode()
+    if age is not None:
+        out.append((b"age", age))
     if cache_control is not None:
+        if age is not None:
+            cache_control += b", max-stale=" + age
         out.append((b"cache-control", cache_control))
     return out
 
