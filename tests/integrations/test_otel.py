@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from seawall import Backoff, Criticality, Dependency, Fallback, Listeners, Retry, ThreadBulkhead
-from seawall.events import CallCompleted
+from seawall.events import CallCompleted, StoreRecovered, StoreUnavailable
 from seawall.integrations._tracked import DURATION_BUCKETS
 from seawall.integrations.otel import OtelListener
 from seawall.integrations.prometheus import METRICS
@@ -290,12 +290,29 @@ def test_names_translate_to_the_prometheus_exporter_names(service: Service, otel
         if isinstance(metric.data, Sum) and metric.data.is_monotonic:
             name += "_total"
         translated.add(name)
-    # Only a shadow decision and a failed fallback never happened here.
-    never = {"circuit_breaker_shadow_decisions_total", "fallback_failed_total"}
-    # The shared store's health comes from the Redis integration's events, which
-    # only the Prometheus exporter turns into metrics so far.
-    prometheus_only = {"shared_store_up", "shared_store_unavailable_total"}
-    assert translated | never == {s.name for s in METRICS} - prometheus_only
+    # Only a shadow decision, a failed fallback and a shared store's outage
+    # (tested below) never happened here.
+    never = {
+        "circuit_breaker_shadow_decisions_total",
+        "fallback_failed_total",
+        "shared_store_unavailable_total",
+        "shared_store_up",
+    }
+    assert translated | never == {s.name for s in METRICS}
+
+
+def test_shared_store_outages_are_counted_and_shown_as_down(otel: Otel) -> None:
+    """StoreUnavailable / StoreRecovered (Redis sharing) become a counter and an up gauge."""
+    listeners = Listeners()
+    otel.listener.install(listeners)
+    listeners.emit(StoreUnavailable(name="shop", at=1.0, store="breakers", error="TimeoutError"))
+    m = otel.metrics()
+    assert point(m["shared_store.unavailable"], store="shop", kind="breakers") == 1
+    assert point(m["shared_store.up"], store="shop", kind="breakers") == 0
+    listeners.emit(StoreRecovered(name="shop", at=2.0, store="breakers", down_for=1.0))
+    m = otel.metrics()
+    assert point(m["shared_store.up"], store="shop", kind="breakers") == 1
+    assert point(m["shared_store.unavailable"], store="shop", kind="breakers") == 1
 
 
 def test_failing_listener_logged_once(service: Service, caplog: pytest.LogCaptureFixture) -> None:

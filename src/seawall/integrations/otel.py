@@ -62,6 +62,8 @@ from seawall.events import (
     RetryGaveUp,
     RetryScheduled,
     StateChanged,
+    StoreRecovered,
+    StoreUnavailable,
     TimedOut,
 )
 from seawall.integrations._tracked import DURATION_BUCKETS, Counts, Tracker
@@ -109,6 +111,11 @@ _COUNTERS = (
     ("outbox.delivered", _D, "Outbox entries delivered."),
     ("outbox.delivery_failures", _D, "Failed outbox delivery attempts."),
     ("outbox.dropped", (*_D, "reason"), "Outbox entries that will not be delivered, by reason."),
+    (
+        "shared_store.unavailable",
+        ("store", "kind"),
+        "Times a shared store (Redis) stopped answering; policies went on locally.",
+    ),
 )
 # Observable gauges: name, unit, description, Readings attribute, reading field.
 _GAUGES = (
@@ -169,6 +176,7 @@ class OtelListener:
         "_meter",
         "_metrics",
         "_spans",
+        "_store_up",
         "_tracker",
     )
 
@@ -183,6 +191,8 @@ class OtelListener:
         self._spans = spans
         self._metrics = metrics
         self._tracker = Tracker()
+        # Learned from events only: a shared store reports when it fails and recovers.
+        self._store_up: dict[tuple[str, str], int] = {}
         # Attribute dicts are built once per label set and reused on every call.
         self._attrs: dict[tuple[str, ...], Attributes] = {}
         self._meter = _meter(meter_provider, enabled=metrics)
@@ -221,6 +231,11 @@ class OtelListener:
             [self._states(shadow=True)],
             description="1 for the state a shadow-mode breaker would be in.",
         )
+        meter.create_observable_gauge(
+            "shared_store.up",
+            [self._stores],
+            description="1 while the shared store answers, 0 from its failure until it answers.",
+        )
         for name, unit, text, kind, field in _GAUGES:
             callback = self._gauge(kind, field)
             meter.create_observable_gauge(name, [callback], unit=unit, description=text)
@@ -250,6 +265,8 @@ class OtelListener:
                 (OutboxDelivered, self._count_outbox("outbox.delivered")),
                 (OutboxDeliveryFailed, self._count_outbox("outbox.delivery_failures")),
                 (OutboxDropped, self._on_dropped),
+                (StoreUnavailable, self._on_store_down),
+                (StoreRecovered, self._on_store_up),
             ]
         removers = [target.add(fn, event_type) for event_type, fn in handlers]
 
@@ -393,6 +410,13 @@ class OtelListener:
     def _on_dropped(self, event: OutboxDropped) -> None:
         self._add("outbox.dropped", event.name, event.policy)
 
+    def _on_store_down(self, event: StoreUnavailable) -> None:
+        self._add("shared_store.unavailable", event.name, event.store)
+        self._store_up[(event.name, event.store)] = 0
+
+    def _on_store_up(self, event: StoreRecovered) -> None:
+        self._store_up[(event.name, event.store)] = 1
+
     def _count_outbox(self, counter: str) -> Callable[[Event], None]:
         def count(event: Event) -> None:
             self._add(counter, event.name)
@@ -415,6 +439,12 @@ class OtelListener:
             ]
 
         return observe
+
+    def _stores(self, _: CallbackOptions) -> list[Observation]:
+        return [
+            Observation(up, self._labels("store", name, "kind", kind))
+            for (name, kind), up in list(self._store_up.items())
+        ]
 
     def _info(self, _: CallbackOptions) -> list[Observation]:
         deps = self._tracker.read(frozenset()).dependencies
