@@ -301,6 +301,79 @@ def test_hung_probe_counts_as_failed_after_half_open_max_wait(clock: FakeClock) 
     assert b.state is State.OPEN
 
 
+def test_a_probe_is_timed_from_its_own_admission(drive: Driver, clock: FakeClock) -> None:
+    """A quiet HALF_OPEN (entered by a state read, e.g. a metrics scrape) does not age a probe."""
+    b = make(clock, half_open_calls=1, half_open_max_wait=3.0)
+    open_breaker(drive, b)
+    clock.advance(10)
+    assert b.state is State.HALF_OPEN  # read by a scrape; no traffic for a while
+    clock.advance(60)
+    permit = b._core.acquire()  # admitted 60 s into HALF_OPEN
+    clock.advance(2.9)
+    assert b.state is State.HALF_OPEN  # the next scrape: 2.9 s of its own 3
+    b._core.on_success(permit, 2.9)
+    assert b.state is State.CLOSED
+    assert b.metrics.consecutive_openings == 0
+    open_breaker(drive, b)
+    clock.advance(10)
+    assert b.state is State.HALF_OPEN
+    clock.advance(60)
+    assert drive(b, takes=2.9) == "ok"  # the same through each driver
+    assert b.state is State.CLOSED
+
+
+def test_a_late_probe_is_not_failed_for_an_earlier_ones_age(
+    drive: Driver, clock: FakeClock
+) -> None:
+    """Probe 1 succeeded at t=10; probe 2, admitted at t=70, has its own 3 s."""
+    b = make(clock, half_open_calls=2, half_open_max_wait=3.0)
+    open_breaker(drive, b)
+    clock.advance(10)
+    assert drive(b) == "ok"
+    clock.advance(60)
+    permit = b._core.acquire()  # probe 2, still running
+    clock.advance(2.9)
+    assert b.state is State.HALF_OPEN
+    b._core.on_success(permit, 2.9)
+    assert b.state is State.CLOSED
+
+
+def test_the_oldest_unfinished_probe_decides(clock: FakeClock) -> None:
+    """Probes that end out of order: the one still running is timed from its admission."""
+    b = make(clock, half_open_calls=3, half_open_max_wait=3.0)
+    for _ in range(4):
+        with pytest.raises(Boom), b:
+            raise Boom
+    clock.advance(10)
+    first = b._core.acquire()  # hangs
+    clock.advance(2)
+    second = b._core.acquire()
+    b._core.on_success(second, 0.0)  # ends first: the hung one keeps its start time
+    assert b._core.probes_in_flight == 1
+    clock.advance(0.9)
+    assert b.state is State.HALF_OPEN
+    clock.advance(0.1)  # 3 s after the first probe's admission
+    assert b.state is State.OPEN
+    b._core.on_success(first, 13.0)  # too late to count
+    assert b.state is State.OPEN
+
+
+def test_a_record_predicate_that_raises_counts_a_failure_and_keeps_the_error(
+    drive: Driver, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(exc: BaseException) -> bool:
+        raise KeyError("bug in the predicate")
+
+    b = make(clock, record=broken, half_open_calls=1)
+    with caplog.at_level(logging.ERROR, logger="seawall.breaker"):
+        fail(drive, b, 4)  # the caller still sees Boom, not KeyError
+    assert b.state is State.OPEN
+    clock.advance(10)
+    assert drive(b, raises=Boom()) == "failed"  # a probe: its slot is not left taken
+    assert b.state is State.OPEN
+    assert len([r for r in caplog.records if "predicate" in r.getMessage()]) == 1
+
+
 def test_half_open_max_wait_defaults_to_open_duration(clock: FakeClock) -> None:
     """Without half_open_max_wait, a hung probe is given open_duration."""
     b = make(clock, half_open_calls=1, open_duration=7.0)

@@ -41,6 +41,7 @@ class ModelCall:
     gen: int
     started: float
     probe: bool
+    probe_id: int = 0
 
 
 @dataclass
@@ -57,17 +58,20 @@ class Model:
     gen: int = 0
     window: list[tuple[bool, bool]] = field(default_factory=list)  # (failed, slow)
     open_until: float = 0.0
-    half_since: float = 0.0
+    # Each probe in flight and when it was admitted: a probe is timed from
+    # its own admission, not from when the circuit went HALF_OPEN.
+    probes_started: dict[int, float] = field(default_factory=dict)
+    probe_seq: int = 0
     admitted: int = 0
     succeeded: int = 0
 
     def move(self, new: State, now: float) -> None:
         self.state = new
         self.gen += 1
+        self.probes_started.clear()
         if new is State.OPEN:
             self.open_until = now + self.open_dur
         elif new is State.HALF_OPEN:
-            self.half_since = now
             self.admitted = self.succeeded = 0
         elif new is State.CLOSED:
             self.window = []
@@ -77,8 +81,8 @@ class Model:
             self.move(State.HALF_OPEN, now)
         elif (
             self.state is State.HALF_OPEN
-            and self.admitted > self.succeeded
-            and now - self.half_since >= self.max_wait
+            and self.probes_started
+            and now - min(self.probes_started.values()) >= self.max_wait
         ):
             self.move(State.OPEN, now)
 
@@ -88,12 +92,15 @@ class Model:
         self.advance(now)
         if self.state is State.HALF_OPEN and self.admitted < self.probes:
             self.admitted += 1
-            return ModelCall(self.gen, now, probe=True)
+            self.probe_seq += 1
+            self.probes_started[self.probe_seq] = now
+            return ModelCall(self.gen, now, probe=True, probe_id=self.probe_seq)
         return None
 
     def finish(self, call: ModelCall, kind: str, now: float) -> None:
         if call.gen != self.gen:
             return
+        self.probes_started.pop(call.probe_id, None)
         if kind == "ignored":
             if self.state is State.HALF_OPEN:
                 self.admitted -= 1

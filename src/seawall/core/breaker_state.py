@@ -19,7 +19,10 @@ States and their moves::
 A permit is the breaker's *generation* at admission. Every transition starts a
 new generation, and an outcome whose permit is not the current generation is
 dropped: a slow call admitted while CLOSED that fails after the circuit went
-HALF_OPEN neither re-opens it nor takes a probe's place.
+HALF_OPEN neither re-opens it nor takes a probe's place. A probe's permit is
+its own (the generation plus a multiple of ``PROBE``), so that each probe is
+timed from its own admission: one unfinished ``half_open_max_wait`` after it
+started counts as failed, however long the circuit had been HALF_OPEN before.
 
 One lock guards the fields, held for a few updates and never while the user's
 function runs. Events are built under the lock and emitted after it is released.
@@ -55,6 +58,9 @@ _new_exception = BaseException.__new__
 
 NO_RECORD = -1
 """The permit of a call whose outcome must not count (DISABLED, shadow rejections)."""
+
+PROBE = 1 << 40
+"""Probe permits are ``generation + k * PROBE`` (k >= 1): never a generation."""
 
 
 class State(enum.Enum):
@@ -118,7 +124,6 @@ class BreakerState:
         "_gen",
         "_half_open_calls",
         "_half_open_max_wait",
-        "_half_open_since",
         "_ignore",
         "_listeners",
         "_lock",
@@ -131,10 +136,13 @@ class BreakerState:
         "_open_until",
         "_openings",
         "_probe_gate",
+        "_probe_seq",
+        "_probe_started",
         "_probes_admitted",
         "_probes_succeeded",
         "_record",
         "_record_all",
+        "_record_broken",
         "_reject_until",
         "_rejections",
         "_shadow",
@@ -195,7 +203,10 @@ class BreakerState:
         self._eval_at = -1
         self._open_until = 0.0
         self._openings = 0
-        self._half_open_since = 0.0
+        # The probes in flight: their permits, and when each was admitted.
+        self._probe_started: dict[int, float] = {}
+        self._probe_seq = 0
+        self._record_broken = False
         self._half_open_max_wait = 0.0
         self._probes_admitted = 0
         self._probes_succeeded = 0
@@ -280,7 +291,9 @@ class BreakerState:
                 and self._probe_gate
             ):
                 self._probes_admitted += 1
-                permit = self._gen
+                self._probe_seq += 1
+                permit = self._gen + self._probe_seq * PROBE
+                self._probe_started[permit] = now
             else:
                 permit = self._admit  # moved to CLOSED or DISABLED meanwhile?
                 if permit is None:
@@ -317,8 +330,8 @@ class BreakerState:
 
     def on_success(self, permit: int, duration: float) -> None:
         """Record a call that returned; ``duration`` in seconds tells if it was slow."""
-        if permit != self._gen:  # stale generation or NO_RECORD
-            return
+        if permit != self._gen and permit not in self._probe_started:
+            return  # stale generation, a stale probe, or NO_RECORD
         if self._track_slow and duration > self._slow_dur:
             self._record_outcome(permit, SLOW)
         elif permit == self._tick_gen:
@@ -348,7 +361,7 @@ class BreakerState:
         Exceptions that are not :class:`Exception` (cancellation, interrupts)
         count as neither and free the call's slot.
         """
-        if permit != self._gen:
+        if permit != self._gen and permit not in self._probe_started:
             return
         if not isinstance(exc, Exception) or (
             self._ignore is not None and isinstance(exc, self._ignore)
@@ -363,10 +376,10 @@ class BreakerState:
 
     def release(self, permit: int) -> None:
         """End a call that counts as neither success nor failure, freeing its slot."""
-        if permit != self._gen:
-            return
+        if permit not in self._probe_started:
+            return  # only a probe holds a slot
         with self._lock:
-            if permit == self._gen and self._state is HALF_OPEN and self._probes_admitted:
+            if self._probe_started.pop(permit, None) is not None:
                 self._probes_admitted -= 1
 
     # -- operator controls ---------------------------------------------------
@@ -396,14 +409,27 @@ class BreakerState:
         record = self._record
         if isinstance(record, (type, tuple)):
             return isinstance(exc, record)
-        return bool(record(exc))
+        try:
+            return bool(record(exc))
+        except Exception:
+            # A broken predicate must not replace the caller's error, nor leave
+            # a probe's slot taken: the call counts as failed, and it is said once.
+            if not self._record_broken:
+                self._record_broken = True
+                _log.exception(
+                    "breaker %r: its record= predicate raised; calls it cannot classify "
+                    "count as failures (logged once)",
+                    self.name,
+                )
+            return True
 
     def _record_outcome(self, permit: int, outcome: int) -> None:
         events: list[Event] = []
         # acquire/release rather than `with`: half the cost, on every failure.
         self._lock.acquire()
         try:
-            if permit != self._gen:
+            probe = self._probe_started.pop(permit, None)
+            if permit != self._gen and probe is None:
                 return
             state = self._state
             if state is CLOSED:
@@ -456,8 +482,8 @@ class BreakerState:
             self._transition_locked(HALF_OPEN, "open duration elapsed", now, events)
         elif (
             state is HALF_OPEN
-            and self._probes_admitted > self._probes_succeeded
-            and now - self._half_open_since >= self._half_open_max_wait
+            and self._probe_started
+            and now - min(self._probe_started.values()) >= self._half_open_max_wait
         ):
             # A probe that never returns must not keep the circuit half-open
             # forever: it counts as a failed probe.
@@ -482,6 +508,7 @@ class BreakerState:
             counts = self._window.counts(now)
         self._state = new
         self._gen += 1
+        self._probe_started.clear()  # their permits are stale now
         if new is OPEN:
             self._openings += 1
             duration = self._next_open_duration() if until is None else max(until - now, 0.0)
@@ -490,7 +517,6 @@ class BreakerState:
                 duration if self._max_wait_cfg is None else self._max_wait_cfg
             )
         elif new is HALF_OPEN:
-            self._half_open_since = now
             self._probes_admitted = 0
             self._probes_succeeded = 0
         elif new is CLOSED:
@@ -586,6 +612,11 @@ class BreakerState:
                 self._observers = tuple(o for o in self._observers if o is not observer)
 
         return remove
+
+    @property
+    def probes_in_flight(self) -> int:
+        """Probes admitted in this HALF_OPEN period that have not ended."""
+        return len(self._probe_started)
 
     @property
     def open_until(self) -> float:

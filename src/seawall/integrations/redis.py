@@ -758,7 +758,7 @@ class _SharedBreaker:
         )
         # Renew while using it (a probe in flight, or calls waiting); an idle
         # holder lets go, so a replica with traffic can probe instead.
-        probing = state is HALF_OPEN and core._probes_admitted > core._probes_succeeded
+        probing = state is HALF_OPEN and core.probes_in_flight > 0
         if publish == "open":
             lease = ""  # a new open period frees the lease; ask again when it nears its end
         elif near and (demand or (self.holding and (probing or recent))):
