@@ -333,6 +333,47 @@ def test_async_fallback_in_sync_call_is_reported(clock: FakeClock) -> None:
     assert any("use call()" in note for note in info.value.__notes__)
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_call_whose_fallback_failed_ends_as_its_failure(mode: str) -> None:
+    """Counted once, with the failure's outcome: the caller got no fallback answer."""
+    listeners = Listeners()
+    rec = RecordingListener()
+    listeners.add(rec, CallCompleted)
+
+    def broken(exc: BaseException) -> str:
+        raise KeyError("cache miss")
+
+    dep = Dependency(
+        "recs",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.call(broken),
+        listeners=listeners,
+    )
+    flaky = Flaky(ConnectionError())
+    with pytest.raises(DependencyUnavailable):
+        if mode == "sync":
+            dep.call_sync(flaky)
+        else:
+            run(dep.call(flaky.async_))
+    assert [e.outcome for e in rec.of_type(CallCompleted)] == ["failure"]
+
+
+def test_a_listener_added_during_a_call_gets_no_made_up_duration() -> None:
+    listeners = Listeners()
+    rec = RecordingListener()
+    dep = Dependency("recs", listeners=listeners)
+
+    def adds_a_listener() -> str:
+        listeners.add(rec, CallCompleted)
+        return "ok"
+
+    assert dep.call_sync(adds_a_listener) == "ok"  # began unobserved: not reported
+    assert rec.of_type(CallCompleted) == []
+    assert dep.call_sync(lambda: "ok") == "ok"
+    (event,) = rec.of_type(CallCompleted)
+    assert 0.0 <= event.duration < 1.0
+
+
 def test_a_failing_fallback_is_reported_not_swallowed(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:

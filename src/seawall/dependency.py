@@ -354,7 +354,8 @@ class Dependency:
         if self._bulkhead is not None and not isinstance(self._bulkhead, Bulkhead):
             raise _wrong_bulkhead(self.name, "call", "Bulkhead")
         listeners = self._listeners
-        started = self._now() if listeners._registrations else 0.0
+        # Measured only if someone listens; None: nobody did when it started.
+        started = self._now() if listeners._registrations else None
         retry = self._retry
         try:
             if retry is None:
@@ -393,7 +394,7 @@ class Dependency:
     async def _answer_failure(
         self,
         exc: Exception,
-        started: float,
+        started: float | None,
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -405,7 +406,12 @@ class Dependency:
         if self._fallback is None:
             self._completed(started, _outcome(exc))
             raise self._unavailable_error(exc) from exc
-        answer = await self._fall_back_async(exc, fn, args, kwargs)
+        try:
+            answer = await self._fall_back_async(exc, fn, args, kwargs)
+        except BaseException:
+            # The fallback could not answer: the call ends as its failure did.
+            self._completed(started, _outcome(exc))
+            raise
         self._completed(started, "fallback")
         return answer
 
@@ -621,7 +627,8 @@ class Dependency:
         if self._bulkhead is not None and not isinstance(self._bulkhead, ThreadBulkhead):
             raise _wrong_bulkhead(self.name, "call_sync", "ThreadBulkhead")
         listeners = self._listeners
-        started = self._now() if listeners._registrations else 0.0
+        # Measured only if someone listens; None: nobody did when it started.
+        started = self._now() if listeners._registrations else None
         try:
             if self._retry is None:
                 result = self._attempt_sync(fn, args, kwargs)
@@ -636,8 +643,10 @@ class Dependency:
                 raise self._unavailable_error(exc) from exc
             try:
                 answer = self._fall_back_sync(exc, fn, args, kwargs)
-            finally:
-                self._completed(started, "fallback")
+            except BaseException:
+                self._completed(started, _outcome(exc))  # as the async path
+                raise
+            self._completed(started, "fallback")
             return answer
         stale = self._stale
         if stale is not None:
@@ -833,9 +842,11 @@ class Dependency:
         unavailable.add_note(f"fallback ({fallback.kind}) failed too: {error!r}")
         return unavailable
 
-    def _completed(self, started: float, outcome: str) -> None:
+    def _completed(self, started: float | None, outcome: str) -> None:
         listeners = self._listeners
-        if listeners._registrations:
+        # started is None when no one listened as the call began: a listener
+        # added meanwhile would get a duration measured from nothing.
+        if started is not None and listeners._registrations:
             listeners.emit(
                 CallCompleted(
                     name=self.name,
