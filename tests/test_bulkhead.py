@@ -22,6 +22,7 @@ from seawall.bulkhead import Bulkhead, BulkheadConfig, ThreadBulkhead
 from seawall.errors import BulkheadFullError, ConfigError, RejectedError
 from seawall.events import BulkheadRejected, Listeners
 from seawall.testing import FakeClock, RecordingListener
+from seawall.timeouts import deadline
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -772,3 +773,35 @@ def test_thread_waiter_interrupted_leaves_no_waiter_and_no_permit() -> None:
         holding.join(timeout=5)
     assert tb.waiting == 0
     assert tb.in_use == 0
+
+
+# -- the ambient deadline bounds the wait ------------------------------------
+
+
+def test_a_waiter_never_waits_past_the_ambient_deadline() -> None:
+    """max_wait 5 s, 50 ms of deadline left: refused after about 50 ms, not 5 s."""
+    b = Bulkhead("pay", max_concurrent=1, max_wait=5.0, listeners=Listeners())
+
+    async def main() -> float:
+        async with asyncio.timeout(3):
+            await b.acquire()  # held for the whole test
+            start = time.monotonic()
+            with deadline(0.05), pytest.raises(BulkheadFullError):
+                await b.acquire()  # the deadline is set (by a caller), not enforced here
+            waited = time.monotonic() - start
+            with deadline(0.0), pytest.raises(BulkheadFullError):
+                await b.acquire()  # nothing left: refused without queueing
+            assert b.in_use == 1
+            return waited
+
+    assert asyncio.run(main()) < 1.0
+
+
+def test_a_thread_waiter_never_waits_past_the_ambient_deadline() -> None:
+    b = ThreadBulkhead("db", max_concurrent=1, max_wait=5.0, listeners=Listeners())
+    b.acquire()
+    start = time.monotonic()
+    with deadline(0.05), pytest.raises(BulkheadFullError):
+        b.acquire()
+    assert time.monotonic() - start < 1.0
+    assert b.in_use == 1

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import pytest
 
 from seawall import (
     Bulkhead,
+    BulkheadFullError,
     CircuitBreaker,
     CircuitOpenError,
     ConfigError,
@@ -721,3 +723,36 @@ def test_expiry_counts_against_the_breaker_only_when_its_own_timeout_bound() -> 
             assert (b.metrics.calls, b.metrics.failures) == (1, 1)
 
     run(main())
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_wait_for_a_permit_is_bounded_by_the_attempt_timeout(mode: str) -> None:
+    """A full bulkhead with a long max_wait cannot hold an attempt past its timeout."""
+    b = CircuitBreaker("pay", window=CountWindow(10), minimum_calls=1, listeners=Listeners())
+    bulkhead: Bulkhead | ThreadBulkhead
+    if mode == "sync":
+        bulkhead = ThreadBulkhead("pay", max_concurrent=1, max_wait=5.0, listeners=Listeners())
+        bulkhead.acquire()
+    else:
+        bulkhead = Bulkhead("pay", max_concurrent=1, max_wait=5.0, listeners=Listeners())
+    dep = Dependency("pay", timeout=0.05, breaker=b, bulkhead=bulkhead, listeners=Listeners())
+
+    async def main() -> float:
+        async with asyncio.timeout(3):
+            await bulkhead.acquire()  # type: ignore[misc]
+            start = time.monotonic()
+            with pytest.raises(DependencyUnavailable) as info:
+                await dep.call(Flaky().async_)
+            assert isinstance(info.value.cause, BulkheadFullError)
+            return time.monotonic() - start
+
+    if mode == "sync":
+        start = time.monotonic()
+        with pytest.raises(DependencyUnavailable) as info:
+            dep.call_sync(Flaky())
+        assert isinstance(info.value.cause, BulkheadFullError)
+        waited = time.monotonic() - start
+    else:
+        waited = run(main())
+    assert waited < 1.0
+    assert b.metrics.calls == 0  # a refusal says nothing about payment's health

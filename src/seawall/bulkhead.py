@@ -4,7 +4,9 @@ A slow dependency holds on to every caller that reaches it. Without a cap, a
 few seconds of latency downstream fill the process with stuck calls until
 nothing else can run. A bulkhead hands out at most ``max_concurrent`` permits;
 a call over that waits up to ``max_wait`` seconds for one and is then refused
-with :class:`~seawall.errors.BulkheadFullError`, without being attempted.
+with :class:`~seawall.errors.BulkheadFullError`, without being attempted. It
+never waits past the ambient deadline (:func:`seawall.deadline`, a
+dependency's timeout): a permit that would come too late is no use.
 
 * :class:`Bulkhead` is for coroutines on one asyncio event loop:
   ``async with bulkhead:``, ``@bulkhead`` on an ``async def``, or
@@ -39,6 +41,7 @@ from seawall import _validate
 from seawall._clock import MONOTONIC, Clock
 from seawall.errors import BulkheadFullError
 from seawall.events import LISTENERS, BulkheadRejected, Listeners
+from seawall.timeouts import remaining
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -158,6 +161,12 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)
 
 
+def _wait_limit(max_wait: float) -> float:
+    """``max_wait``, cut to what is left of the ambient deadline."""
+    left = remaining()
+    return max_wait if left is None or left >= max_wait else left
+
+
 class Bulkhead(_BulkheadBase):
     """At most ``max_concurrent`` coroutines at once inside; the rest wait or are refused.
 
@@ -273,7 +282,7 @@ class Bulkhead(_BulkheadBase):
 
     async def _wait(self) -> None:
         """Queue for a permit; the slow half of :meth:`acquire`."""
-        max_wait = self._max_wait
+        max_wait = _wait_limit(self._max_wait)
         if not max_wait:
             self._reject(None)
         started = self._now()
@@ -518,7 +527,7 @@ class ThreadBulkhead(_BulkheadBase):
 
     def _wait(self) -> None:
         """Queue for a permit; the slow half of :meth:`acquire`."""
-        max_wait = self._max_wait
+        max_wait = _wait_limit(self._max_wait)
         if not max_wait:
             self._reject(None)
         started = self._now()

@@ -73,7 +73,7 @@ from seawall.fallback import (
 )
 from seawall.outbox import Outbox, OutboxEntry
 from seawall.retry import Retry, transient
-from seawall.timeouts import Deadline, close_scope, current_deadline, expired, open_scope
+from seawall.timeouts import close_scope, current_deadline, expired, open_scope
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -666,26 +666,30 @@ class Dependency:
             raise DeadlineExceeded(name=self.name, timeout=0.0)
         breaker = self._breaker
         permit = 0 if breaker is None else _admit(breaker)
-        bulkhead = self._bulkhead
-        if bulkhead is not None:
-            try:
-                bulkhead.acquire()  # checked by _call_sync
-            except BaseException:
-                _release(breaker, permit)
-                raise
-        t0 = self._now() if breaker is not None and breaker._timed else 0.0
+        # The timeout cannot interrupt sync code: it becomes the ambient
+        # deadline, which bounds the bulkhead's wait and which fn can pass to
+        # its client (seawall.remaining()).
+        scope = None if self._timeout is None else open_scope(self._timeout)
+        token = None if scope is None else scope[2]
         try:
-            if self._timeout is None:
+            bulkhead = self._bulkhead
+            if bulkhead is not None:
+                try:
+                    bulkhead.acquire()  # checked by _call_sync
+                except BaseException:
+                    _release(breaker, permit)
+                    raise
+            t0 = self._now() if breaker is not None and breaker._timed else 0.0
+            try:
                 result = fn(*args, **kwargs)
-            else:
-                with Deadline(self._timeout, self.name, self._listeners):
-                    result = fn(*args, **kwargs)
-        except Exception as exc:
-            self._after_error(permit, exc, t0)
-            raise
-        except BaseException:
-            self._after_abort(permit)
-            raise
+            except Exception as exc:
+                self._after_error(permit, exc, t0)
+                raise
+            except BaseException:
+                self._after_abort(permit)
+                raise
+        finally:
+            close_scope(token)
         self._after_success(permit, t0)
         return result
 
