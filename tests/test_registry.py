@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 
-from seawall import Bulkhead, ConfigError, Criticality, Registry, ThreadBulkhead, TimeWindow
+from seawall import (
+    Bulkhead,
+    ConfigError,
+    Criticality,
+    Dependency,
+    Outbox,
+    Registry,
+    Retry,
+    ThreadBulkhead,
+    TimeWindow,
+)
 from seawall.events import Listeners
 from seawall.fallback import Fallback
 
@@ -175,6 +185,36 @@ def test_a_dependency_that_cannot_fit_the_request_deadline_is_reported() -> None
     assert "3 attempt(s) x 8s timeout + 3s backoff" in text
     assert "request deadline of 25s" in text
     assert "'db'" not in text
+
+
+def test_max_elapsed_bounds_the_worst_case() -> None:
+    """5 attempts x 8 s would be 40 s; retries stop at 10 s, so 10 + 8 = 18 s fits 25 s."""
+    retry = {"attempts": 5, "max_elapsed": 10, "backoff": {"kind": "constant", "delay": 1}}
+    config = {"request_deadline": 25, "dependencies": {"payment": {"timeout": 8, "retry": retry}}}
+    assert load(config).problems == []
+    config["request_deadline"] = 15
+    with pytest.raises(ConfigError) as info:
+        load(config)
+    assert "'payment' needs up to 18s" in str(info.value)
+    assert "max_elapsed 10s, then one more 8s attempt" in str(info.value)
+
+
+def test_background_dependencies_are_not_held_to_the_request_deadline(tmp_path: Path) -> None:
+    """Their deliveries run in the outbox's worker, never inside a request."""
+    outbox = Outbox(tmp_path / "outbox.db", deliver=lambda entry: None, listeners=Listeners())
+    try:
+        notify = Dependency(
+            "notify",
+            criticality=Criticality.BACKGROUND,
+            timeout=8.0,
+            retry=Retry(attempts=3, listeners=Listeners()),
+            outbox=outbox,
+            listeners=Listeners(),
+        )
+        registry = Registry([notify], request_deadline=5.0)
+        assert registry.check_budgets() == []
+    finally:
+        outbox.close()
 
 
 def test_budget_problems_can_be_warnings(caplog: pytest.LogCaptureFixture) -> None:

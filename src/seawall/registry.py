@@ -100,6 +100,8 @@ class BudgetProblem:
         attempts: Total tries.
         timeout: Seconds per attempt.
         backoff: The longest total of the delays between attempts, in seconds.
+        max_elapsed: The retry's ``max_elapsed`` when it is what bounds the
+            worst case (then ``worst_case`` is it plus one attempt), else ``None``.
     """
 
     dependency: str
@@ -108,13 +110,22 @@ class BudgetProblem:
     attempts: int
     timeout: float
     backoff: float
+    max_elapsed: float | None = None
 
     def __str__(self) -> str:
+        if self.max_elapsed is not None:
+            how = (
+                f"retries until max_elapsed {self.max_elapsed:.3g}s, then one more "
+                f"{self.timeout:.3g}s attempt"
+            )
+        else:
+            how = (
+                f"{self.attempts} attempt(s) x {self.timeout:.3g}s timeout + "
+                f"{self.backoff:.3g}s backoff"
+            )
         return (
             f"dependency {self.dependency!r} needs up to {self.worst_case:.3g}s "
-            f"({self.attempts} attempt(s) x {self.timeout:.3g}s timeout + "
-            f"{self.backoff:.3g}s backoff), more than the request deadline of "
-            f"{self.request_deadline:.3g}s"
+            f"({how}), more than the request deadline of {self.request_deadline:.3g}s"
         )
 
 
@@ -178,21 +189,32 @@ class Registry:
         return len(self._deps)
 
     def check_budgets(self) -> list[BudgetProblem]:
-        """Return the dependencies whose worst case exceeds :attr:`request_deadline`."""
+        """Return the dependencies whose worst case exceeds :attr:`request_deadline`.
+
+        BACKGROUND dependencies are left out: their calls run in the outbox's
+        worker, never inside a request.
+        """
         limit = self.request_deadline
         if limit is None:
             return []
         problems = []
         for dep in self._deps.values():
             timeout = dep.config.timeout
-            if timeout is None:
-                continue  # bounded by the request deadline alone: nothing to add up
+            if timeout is None or dep.config.criticality is Criticality.BACKGROUND:
+                continue  # nothing to add up, or nothing a request waits for
             retry = dep.config.retry
             attempts = 1 if retry is None else retry.config.attempts
             backoff = 0.0 if retry is None else retry.config.backoff.longest(attempts - 1)
             worst = attempts * timeout + backoff
+            # No retry starts after max_elapsed: the last one ends a timeout later.
+            elapsed = None if retry is None else retry.config.max_elapsed
+            bound = None
+            if elapsed is not None and attempts > 1 and elapsed + timeout < worst:
+                worst, bound = elapsed + timeout, elapsed
             if worst > limit:
-                problems.append(BudgetProblem(dep.name, worst, limit, attempts, timeout, backoff))
+                problems.append(
+                    BudgetProblem(dep.name, worst, limit, attempts, timeout, backoff, bound)
+                )
         return problems
 
     # -- configuration -------------------------------------------------------
