@@ -269,7 +269,9 @@ class Listeners:
         # Resolved per concrete event type on first emit; replaced whole on change,
         # so readers never see a half-built mapping.
         self._by_type: dict[type[Event], tuple[Callable[[Event], None], ...]] = {}
-        self._failed: set[int] = set()
+        # Listeners that raised, by id; the value keeps the listener alive so
+        # its id cannot be reused by a new one that would then go unreported.
+        self._failed: dict[int, object] = {}
 
     def add(
         self,
@@ -299,7 +301,7 @@ class Listeners:
         with self._lock:
             self._registrations = ()
             self._by_type = {}
-            self._failed = set()
+            self._failed = {}
 
     def __bool__(self) -> bool:
         """Return whether any listener is registered."""
@@ -324,17 +326,27 @@ class Listeners:
         cached = self._by_type.get(event_type)
         if cached is not None:
             return cached
-        fns = tuple(fn for fn, types in self._registrations if issubclass(event_type, types))
-        by_type = dict(self._by_type)
-        by_type[event_type] = fns
-        self._by_type = by_type
-        return fns
+        # Under the lock: an add() between reading the registrations and
+        # storing the result would otherwise be cached over, and its listener
+        # would miss this event type until the next change.
+        with self._lock:
+            cached = self._by_type.get(event_type)
+            if cached is not None:
+                return cached
+            fns = tuple(fn for fn, types in self._registrations if issubclass(event_type, types))
+            by_type = dict(self._by_type)
+            by_type[event_type] = fns
+            self._by_type = by_type
+            return fns
 
     def _report(self, fn: Callable[[Event], None]) -> None:
         key = id(fn)
         if key in self._failed:
             return
-        self._failed.add(key)
+        with self._lock:
+            if key in self._failed:
+                return
+            self._failed[key] = fn
         _log.exception("seawall listener %r raised; its later errors are not logged", fn)
 
     def __repr__(self) -> str:
