@@ -608,6 +608,43 @@ def test_background_deliveries_go_through_the_breaker(tmp_path: Any, clock: Fake
     outbox.close()
 
 
+def test_background_deliveries_refused_by_the_breaker_are_not_attempts(
+    tmp_path: Any, clock: FakeClock
+) -> None:
+    """An open breaker holds entries back; it never dead-letters what was never sent."""
+    from seawall.outbox import Outbox
+
+    delivered: list[Any] = []
+    outbox = Outbox(
+        tmp_path / "n.db",
+        deliver=delivered.append,
+        synchronous="normal",
+        max_attempts=2,
+        backoff_initial=0.01,
+        backoff_maximum=60.0,
+        clock=clock,
+        listeners=Listeners(),
+    )
+    b = breaker(clock)
+    dep = Dependency(
+        "notification",
+        criticality=Criticality.BACKGROUND,
+        breaker=b,
+        outbox=outbox,
+        listeners=Listeners(),
+    )
+    b.force_open()
+    dep.send("sent", {"n": 1})
+    for _ in range(5):
+        assert outbox.deliver_due() == 0
+        clock.advance(120)
+    assert (outbox.depth, outbox.dead) == (1, 0)  # five refusals, no attempt counted
+    b.reset()
+    assert outbox.deliver_due() == 1
+    assert len(delivered) == 1
+    outbox.close()
+
+
 def test_background_dependency_refuses_inline_calls(tmp_path: Any) -> None:
     from seawall.outbox import Outbox
 

@@ -37,7 +37,10 @@ Guarantees, and what they cost:
   moves to a dead-letter table in the same file (kept for inspection, itself
   bounded by ``max_entries``, oldest removed first) and an ``OutboxDropped``
   event with ``policy="max_attempts"`` is emitted. Without it (the default)
-  entries are retried until delivered.
+  entries are retried until delivered. A delivery refused before it was sent
+  (a :class:`~seawall.errors.RejectedError`: the dependency's own open breaker
+  or full bulkhead) is not an attempt: it is tried again after the breaker's
+  ``retry_after`` (or the backoff) and never counts towards ``max_attempts``.
 
 ``OutboxDropped.policy`` says why an entry was dropped: ``"reject_new"`` and
 ``"drop_oldest"`` (the outbox was full), ``"max_attempts"`` (dead-lettered),
@@ -67,6 +70,7 @@ import enum
 import inspect
 import json
 import logging
+import math
 import os
 import random as _random
 import sqlite3
@@ -78,7 +82,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from seawall import _validate
 from seawall._clock import MONOTONIC, Clock
-from seawall.errors import ConfigError
+from seawall.errors import ConfigError, RejectedError
 from seawall.events import (
     LISTENERS,
     Listeners,
@@ -1009,10 +1013,18 @@ class Outbox:
             raise error
 
     def _failed(self, seq: int, entry: OutboxEntry, exc: Exception) -> None:
-        attempts = entry.attempts + 1
+        # Refused without being sent (the dependency's own open breaker or full
+        # bulkhead): not an attempt, so never a step towards the dead letters;
+        # tried again when the breaker says, or after the usual backoff.
+        refused = isinstance(exc, RejectedError)
+        attempts = entry.attempts + (0 if refused else 1)
         max_attempts = self.config.max_attempts
-        bury = max_attempts is not None and attempts >= max_attempts
-        delay = 0.0 if bury else self._delay(attempts)
+        bury = not refused and max_attempts is not None and attempts >= max_attempts
+        delay = 0.0 if bury else self._delay(max(attempts, 1))
+        if refused:
+            wait = getattr(exc, "retry_after", None)
+            if isinstance(wait, (int, float)) and 0 < wait < math.inf:
+                delay = min(float(wait), self.config.backoff_maximum)
         with self._db_lock:
             self._in_flight.discard(seq)
             if self._closed:
