@@ -793,3 +793,29 @@ def test_the_wait_for_a_permit_is_bounded_by_the_attempt_timeout(mode: str) -> N
         waited = run(main())
     assert waited < 1.0
     assert b.metrics.calls == 0  # a refusal says nothing about payment's health
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stale_store_that_cannot_keep_a_value_never_fails_the_call(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenStore(MemoryStaleStore):
+        def put(self, key: str, value: Any) -> None:
+            raise OSError("disk full")
+
+        async def aput(self, key: str, value: Any) -> None:
+            raise OSError("disk full")
+
+    dep = Dependency(
+        "prices",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.stale(max_stale=60, store=BrokenStore()),
+        listeners=Listeners(),
+    )
+    with caplog.at_level(logging.ERROR, logger="seawall.dependency"):
+        for _ in range(3):
+            if mode == "sync":
+                assert dep.call_sync(Flaky(answer=9.5)) == 9.5
+            else:
+                assert run(dep.call(Flaky(answer=9.5).async_)) == 9.5
+    assert len([r for r in caplog.records if "stale store" in r.getMessage()]) == 1

@@ -13,6 +13,7 @@ from seawall import (
     ConfigError,
     Criticality,
     Dependency,
+    DependencyUnavailable,
     Outbox,
     Registry,
     Retry,
@@ -21,6 +22,7 @@ from seawall import (
 )
 from seawall.events import Listeners
 from seawall.fallback import Fallback
+from seawall.testing import FakeClock
 
 CONFIG: dict[str, Any] = {
     "request_deadline": 25.0,
@@ -275,3 +277,33 @@ def test_duplicate_names_in_code() -> None:
 
     with pytest.raises(ConfigError, match="registered twice"):
         Registry([Dependency("a", listeners=Listeners()), Dependency("a", listeners=Listeners())])
+
+
+def test_a_stale_fallback_from_config_ages_on_the_registry_clock() -> None:
+    clock = FakeClock()
+    config = {
+        "dependencies": {
+            "prices": {
+                "criticality": "degradable",
+                "fallback": {"kind": "stale", "max_stale": 60},
+            }
+        }
+    }
+    prices = load(config, clock=clock)["prices"]
+    answers = iter([9.5])
+
+    def read() -> float:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise ConnectionError("db down") from None
+
+    assert prices.call_sync(read) == 9.5
+    clock.advance(30)
+    result = prices.call_sync_result(read)
+    assert result.value == 9.5
+    assert result.degraded is not None
+    assert result.degraded.age == 30
+    clock.advance(31)  # 61 s old on the registry's clock: too old to serve
+    with pytest.raises(DependencyUnavailable):
+        prices.call_sync(read)

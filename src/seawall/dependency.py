@@ -44,6 +44,7 @@ import dataclasses
 import enum
 import functools
 import inspect
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast, overload
@@ -85,6 +86,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _monotonic = time.monotonic
+_log = logging.getLogger("seawall.dependency")
 _AsyncioTimeout = asyncio.Timeout
 _Cancelled = asyncio.CancelledError
 _get_running_loop = asyncio.get_running_loop
@@ -932,11 +934,14 @@ async def _remember_async(
     value: Any,
 ) -> None:
     store = fallback.store
-    key = _key(fallback, fn, args, kwargs)
-    if isinstance(store, AsyncStaleStore):
-        await store.aput(key, value)
-    elif store is not None:
-        store.put(key, value)
+    try:
+        key = _key(fallback, fn, args, kwargs)
+        if isinstance(store, AsyncStaleStore):
+            await store.aput(key, value)
+        elif store is not None:
+            store.put(key, value)
+    except Exception:
+        _store_failed(store)
 
 
 def _remember_sync(
@@ -947,8 +952,25 @@ def _remember_sync(
     value: Any,
 ) -> None:
     store = fallback.store
-    if isinstance(store, StaleStore):
-        store.put(_key(fallback, fn, args, kwargs), value)
+    try:
+        if isinstance(store, StaleStore):
+            store.put(_key(fallback, fn, args, kwargs), value)
+    except Exception:
+        _store_failed(store)
+
+
+#: Stale stores whose put() raised, by id; the value keeps the id from being reused.
+_FAILED_STORES: dict[int, object] = {}
+
+
+def _store_failed(store: object) -> None:
+    """Remembering a good value is done on the toolkit's behalf: it never fails the call."""
+    if id(store) in _FAILED_STORES:
+        return
+    _FAILED_STORES[id(store)] = store
+    _log.exception(
+        "stale store %r could not keep a value; calls go on without it (logged once)", store
+    )
 
 
 async def _recall_async(

@@ -56,7 +56,7 @@ from seawall.core.budget import RetryBudget
 from seawall.core.window import CountWindow, TimeWindow
 from seawall.dependency import Criticality, Dependency
 from seawall.errors import ConfigError
-from seawall.fallback import Fallback
+from seawall.fallback import Fallback, MemoryStaleStore
 from seawall.retry import Retry
 
 if TYPE_CHECKING:
@@ -385,7 +385,9 @@ class _Builder:
             # let one caller's change show in every later degraded answer.
             return Fallback.value(copy.deepcopy(table.get("value")))
         if kind == "stale":
-            return Fallback.stale(table.get("max_stale", 0))
+            # Ages are read on the registry's clock, like every other policy's time.
+            store = MemoryStaleStore(clock=self.clock)
+            return Fallback.stale(table.get("max_stale", 0), store=store)
         raise ConfigError(
             f"kind must be 'value' or 'stale' (pass Fallback.call in code), got {kind!r}"
         )
