@@ -12,6 +12,8 @@ Tables:
 1. Dependency.call_sync success path, by exporter installed
 2. one CallCompleted handled by each exporter alone (the handler's own cost),
    beside prometheus_client's own Counter.inc() + Histogram.observe()
+3. the whole async pipeline (timeout, retry, breaker, bulkhead: ``await
+   dep.call(f)``) with the Prometheus adapter attached, as a ratio to without
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from benchmarks._harness import QUICK, Case, Table, compare
-from seawall import CircuitBreaker, Dependency, Listeners
+from seawall import Bulkhead, CircuitBreaker, Dependency, Listeners, Retry
 from seawall.events import CallCompleted
 from seawall.integrations.logging import LoggingListener
 from seawall.integrations.otel import OtelListener
@@ -105,13 +107,49 @@ def handlers() -> Table:
     )
 
 
+async def af() -> int:
+    return 1
+
+
+def pipeline() -> Table:
+    def full(listeners: Listeners) -> Dependency:
+        return Dependency(
+            "payment",
+            timeout=5.0,
+            retry=Retry(attempts=3, listeners=listeners),
+            breaker=CircuitBreaker("payment", listeners=listeners),
+            bulkhead=Bulkhead("payment", max_concurrent=100, listeners=listeners),
+            listeners=listeners,
+        )
+
+    plain = full(Listeners())
+    exported = Listeners()
+    PrometheusMetrics(CollectorRegistry()).install(exported)
+    with_prometheus = full(exported)
+    table = compare(
+        "Dependency pipeline (async, 4 policies) with the Prometheus adapter, against without",
+        [
+            Case("bare", af, is_async=True),
+            Case("pipeline, no listener", lambda: plain.call(af), is_async=True),
+            Case("seawall pipeline + prometheus", lambda: with_prometheus.call(af), is_async=True),
+        ],
+        baseline="bare",
+        number=NUMBER,
+    )
+    ns = {r.name: r.ns for r in table.rows}
+    ratio = ns["seawall pipeline + prometheus"] / ns["pipeline, no listener"]
+    table.note = f"pipeline + prometheus / pipeline alone = {ratio:.2f}x per call"
+    print(table.note)
+    return table
+
+
 def main() -> list[Table]:
     # A recording span is current for the whole run, as inside an instrumented
     # request: the OTel rows pay for setting span attributes.
     span = TracerProvider().get_tracer("bench").start_span("request")
     token = context.attach(trace.set_span_in_context(span))
     try:
-        return [call_path(), handlers()]
+        return [call_path(), handlers(), pipeline()]
     finally:
         context.detach(token)
         span.end()
