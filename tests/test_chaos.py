@@ -116,3 +116,14 @@ def test_sync_calls_obey_the_fault() -> None:
         chaos.call(lambda: 1)
     chaos.clear()
     assert chaos.call(lambda: 2) == 2
+
+
+@pytest.mark.parametrize("as_date", [False, True], ids=["seconds", "http-date"])
+def test_an_injected_fault_keeps_its_retry_after_in_either_form(as_date: bool) -> None:
+    """In process the wait survives an HTTP-date Retry-After too (whole seconds: up to 1 s less)."""
+    chaos = Chaos(Fault(error_rate=1.0, status=429, retry_after=30, retry_after_as_date=as_date))
+    with pytest.raises(InjectedFault) as info:
+        chaos.call(lambda: None)
+    retry_after = info.value.retry_after
+    assert retry_after is not None
+    assert 28.0 <= retry_after <= 30.0 if as_date else retry_after == 30.0

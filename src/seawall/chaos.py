@@ -28,6 +28,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from seawall import _validate
+from seawall.core.backoff import parse_retry_after
 from seawall.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -140,7 +141,10 @@ class Decision:
 class InjectedFault(Exception):  # noqa: N818 - it is a fault, on purpose
     """Raised in process for ``Action.FAIL``; carries ``status_code`` and ``retry_after``.
 
-    :func:`seawall.transient` classifies it by its status like any HTTP error.
+    ``retry_after`` is the decision's ``Retry-After`` read back in seconds,
+    as the retry reads any ``Retry-After`` (so an HTTP date counts too), or
+    ``None``. :func:`seawall.transient` classifies it by its status like any
+    HTTP error.
     """
 
     def __init__(self, status_code: int, retry_after: float | None = None) -> None:
@@ -286,9 +290,9 @@ class Chaos:
 
 
 def _injected(decision: Decision) -> InjectedFault:
-    retry_after = decision.headers.get("Retry-After")
-    seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
-    return InjectedFault(decision.status, seconds)
+    # Read back from the header, as a client would: an HTTP date (whole
+    # seconds) gives up to a second less than the fault asked for.
+    return InjectedFault(decision.status, parse_retry_after(decision.headers.get("Retry-After")))
 
 
 def _validate_error(message: str) -> Exception:

@@ -132,7 +132,13 @@ class Service:
     async def pay(self, request: Request) -> JSONResponse:
         return JSONResponse({"paid": await self.payment.call(down)})
 
-    def app(self, *, handlers: bool = True, **options: Any) -> Starlette:
+    def app(
+        self,
+        *,
+        handlers: bool = True,
+        handler_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Starlette:
         app = Starlette(
             routes=[
                 Route("/left", self.left),
@@ -149,7 +155,7 @@ class Service:
         options.setdefault("default", DEFAULT)
         app.add_middleware(DeadlineMiddleware, **options)
         if handlers:
-            install_exception_handlers(app)
+            install_exception_handlers(app, **(handler_options or {}))
         return app
 
 
@@ -326,10 +332,10 @@ EXPECTED = {
         {"error": "dependency_unavailable", "dependency": "payment", "retry_after": 12},
         "12",
     ),
-    "unavailable-unknown": (
+    "unavailable-unknown": (  # no wait known: the default hint, 5 s
         503,
-        {"error": "dependency_unavailable", "dependency": "payment"},
-        None,
+        {"error": "dependency_unavailable", "dependency": "payment", "retry_after": 5},
+        "5",
     ),
     "unavailable-soon": (
         503,
@@ -337,7 +343,7 @@ EXPECTED = {
         "1",
     ),
     "circuit": (503, {"error": "circuit_open", "dependency": "inventory", "retry_after": 3}, "3"),
-    "forced": (503, {"error": "circuit_open", "dependency": "inventory"}, None),
+    "forced": (503, {"error": "circuit_open", "dependency": "inventory", "retry_after": 5}, "5"),
     "bulkhead": (503, {"error": "bulkhead_full", "dependency": "inventory"}, None),
     "rejected": (503, {"error": "rejected"}, None),
     "deadline": (504, {"error": "deadline_exceeded", "scope": "inventory"}, None),
@@ -357,6 +363,46 @@ def test_errors_are_answered_with_json_and_retry_after(kind: str, handlers: bool
         assert leak not in response.text
 
 
+@pytest.mark.parametrize("handlers", [True, False], ids=["handlers", "middleware-only"])
+@pytest.mark.parametrize(("default_retry_after", "expected"), [(None, None), (2.5, 3), (120, 120)])
+def test_the_default_retry_after_is_configurable(
+    handlers: bool, default_retry_after: float | None, expected: int | None
+) -> None:
+    """An unknown wait gets the configured hint (whole seconds, rounded up), or none at all."""
+    options = {"default_retry_after": default_retry_after}
+    app = Service().app(handlers=handlers, handler_options=options, **options)
+    for kind, code, name in (
+        ("unavailable-unknown", "dependency_unavailable", "payment"),
+        ("forced", "circuit_open", "inventory"),
+    ):
+        response = get(app, f"/raise/{kind}")
+        body: dict[str, Any] = {"error": code, "dependency": name}
+        if expected is not None:
+            body["retry_after"] = expected
+        assert (response.status_code, response.json()) == (503, body)
+        assert response.headers.get("retry-after") == (None if expected is None else str(expected))
+    known = get(app, "/raise/circuit")  # a known wait is sent as it is, whatever the default
+    assert known.headers["retry-after"] == "3"
+    bulkhead = get(app, "/raise/bulkhead")  # a full bulkhead is not an outage: no hint
+    assert "retry-after" not in bulkhead.headers
+
+
+@pytest.mark.parametrize("value", [-1, 0, float("inf"), float("nan"), "5", True])
+def test_a_bad_default_retry_after_is_refused(value: object) -> None:
+    """Construction fails with a ConfigError naming the field, wherever it is given."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    match = "default_retry_after must be a finite number of seconds > 0"
+    with pytest.raises(ConfigError, match=match):
+        DeadlineMiddleware(app, default_retry_after=value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=match):
+        install_exception_handlers(Starlette(), default_retry_after=value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=match):
+        error_answer(ERRORS["forced"], default_retry_after=value)  # type: ignore[arg-type]
+
+
 def test_the_handlers_alone_without_the_middleware() -> None:
     app = Starlette(routes=[Route("/raise/{kind}", Service().raise_)])
     install_exception_handlers(app)
@@ -366,7 +412,8 @@ def test_the_handlers_alone_without_the_middleware() -> None:
 
 
 def test_a_real_critical_dependency_failing_then_rejected() -> None:
-    """The first call fails (no wait known); the breaker opens; the next is rejected with its wait."""
+    """The first call fails (no wait known: the default hint); the breaker opens; the next is
+    rejected with the breaker's wait."""
     service = Service()
     app = service.app()
 
@@ -377,8 +424,12 @@ def test_a_real_critical_dependency_failing_then_rejected() -> None:
 
     failed, rejected = run(main())
     assert failed.status_code == 503
-    assert failed.json() == {"error": "dependency_unavailable", "dependency": "payment"}
-    assert "retry-after" not in failed.headers
+    assert failed.json() == {
+        "error": "dependency_unavailable",
+        "dependency": "payment",
+        "retry_after": 5,
+    }
+    assert failed.headers["retry-after"] == "5"
     assert rejected.status_code == 503
     assert rejected.json() == {
         "error": "dependency_unavailable",
@@ -415,12 +466,18 @@ def test_a_dependency_call_cut_by_the_request_deadline_is_504_by_its_own_timeout
     assert paid.json() == {"error": "deadline_exceeded", "scope": "request"}
     reserved = get(app, "/reserve")
     assert reserved.status_code == 503
-    assert reserved.json() == {"error": "dependency_unavailable", "dependency": "inventory"}
+    assert reserved.json() == {
+        "error": "dependency_unavailable",
+        "dependency": "inventory",
+        "retry_after": 5,
+    }
 
 
 def test_error_answer_maps_nothing_else() -> None:
     assert error_answer(ValueError("x")) is None
-    assert error_answer(DependencyUnavailable(name="p", retry_after=float("inf"))).headers == {}  # type: ignore[union-attr]
+    endless = DependencyUnavailable(name="p", retry_after=float("inf"))
+    assert error_answer(endless).headers == {"Retry-After": "5"}  # type: ignore[union-attr]
+    assert error_answer(endless, default_retry_after=None).headers == {}  # type: ignore[union-attr]
 
 
 # -- degraded responses --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from seawall.integrations.checks import http_check, redis_check, sqlalchemy_chec
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Iterator
 
+    from tests.integrations.downstream import Downstream
     from tests.servers import PostgresServer, RedisServer
 
 CHECK_TIMEOUT = 0.3
@@ -266,6 +267,22 @@ def test_http_check_statuses() -> None:
             }
 
     assert run(main()) == {200: True, 204: True, 302: True, 404: False, 500: False, 503: False}
+
+
+def test_http_check_ignores_proxy_environment_variables(
+    downstream: Downstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a client of the caller's, the check goes straight to the URL, never via a proxy."""
+    with socket.socket() as closed:  # bound, never listening: a proxy that refuses everything
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        assert run(http_check(f"{downstream.url}/ready")())
+    [seen] = downstream.requests("/ready")
+    assert seen.method == "GET"
 
 
 # -- through a real uvicorn server ---------------------------------------------------------------

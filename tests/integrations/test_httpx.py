@@ -28,6 +28,7 @@ from seawall import (
     ThreadBulkhead,
     deadline,
     remaining,
+    transient,
 )
 from seawall.chaos import Fault
 from seawall.events import Listeners
@@ -132,16 +133,90 @@ def test_a_400_is_an_answer_not_a_failure(
     assert clock.sleeps == []
 
 
-@pytest.mark.parametrize(("status", "attempts"), [(500, 2), (502, 2), (504, 2), (408, 2), (501, 1)])
-def test_5xx_are_retried_but_501(
+@pytest.mark.parametrize(
+    ("status", "attempts"),
+    [
+        *[(s, 2) for s in (500, 502, 504, 506, 507, 508, 510, 511, 599, 408)],
+        *[(s, 1) for s in (501, 505, 404, 409, 422)],
+    ],
+)
+def test_5xx_are_retried_but_501_and_505_and_4xx_never(
     call: Caller, downstream: Downstream, clock: FakeClock, status: int, attempts: int
 ) -> None:
-    """500, 502, 504 and 408 are retried (without Retry-After: the backoff); 501 is an answer."""
+    """Every 5xx and 408 is retried (without Retry-After: the backoff); 501, 505, 4xx are answers."""
     downstream.script("/x", respond(status), ok())
     response = call(dependency(clock), "GET", "/x")
     assert response.status_code == (200 if attempts == 2 else status)
     assert len(downstream.requests("/x")) == attempts
     assert clock.sleeps == [0.01] * (attempts - 1)
+
+
+def test_a_507_is_a_failure_of_the_dependency(
+    call: Caller, downstream: Downstream, clock: FakeClock
+) -> None:
+    """A 5xx that seawall.transient does not list is retried, counted and ends unavailable."""
+    breaker = CircuitBreaker(
+        "down", window=CountWindow(2), minimum_calls=2, clock=clock, listeners=Listeners()
+    )
+    dep = dependency(clock, attempts=2, breaker=breaker)
+    downstream.script("/x", respond(507, retry_after=4))
+    with pytest.raises(DependencyUnavailable) as info:
+        call(dep, "GET", "/x")
+    assert len(downstream.requests("/x")) == 2
+    assert clock.sleeps == [4.0]  # its Retry-After, honoured
+    assert breaker.state is State.OPEN  # both attempts counted as failures
+    cause = info.value.cause
+    assert isinstance(cause, UpstreamStatusError)
+    assert (cause.status_code, info.value.retry_after) == (507, 4.0)
+    # The transport widened a twin, not the dependency, nor seawall.transient.
+    assert dep.retry is not None
+    assert dep.retry.config.on is transient
+    assert transient.statuses == {408, 429, 500, 502, 503, 504}
+    assert not transient(cause)
+
+
+def test_a_degradable_dependency_falls_back_on_a_507(
+    call: Caller, downstream: Downstream, clock: FakeClock
+) -> None:
+    """Any 5xx failure is "unavailable": the fallback answers, after the retries."""
+    fallback = Fallback.call(lambda exc: httpx.Response(200, json={"status": exc.status_code}))
+    dep = dependency(clock, criticality=Criticality.DEGRADABLE, fallback=fallback)
+    downstream.script("/x", respond(511))
+    response = call(dep, "GET", "/x")
+    assert response.json() == {"status": 511}
+    assert len(downstream.requests("/x")) == 3
+
+
+def test_the_callers_own_classifiers_decide(
+    call: Caller, downstream: Downstream, clock: FakeClock
+) -> None:
+    """A Transient narrowed with without() stays narrowed; a predicate of one's own decides alone."""
+    narrowed = Retry(
+        attempts=3, backoff=BACKOFF, on=transient.without(503), clock=clock, listeners=Listeners()
+    )
+    downstream.script("/x", respond(503), ok())
+    with pytest.raises(DependencyUnavailable):
+        call(Dependency("down", retry=narrowed, listeners=Listeners()), "GET", "/x")
+    assert len(downstream.requests("/x")) == 1
+    downstream.reset()
+    own = Retry(
+        attempts=3,
+        backoff=BACKOFF,
+        on=lambda exc: isinstance(exc, httpx.TransportError),
+        clock=clock,
+        listeners=Listeners(),
+    )
+    downstream.script("/x", respond(507), ok())
+    with pytest.raises(DependencyUnavailable):
+        call(Dependency("down", retry=own, listeners=Listeners()), "GET", "/x")
+    assert len(downstream.requests("/x")) == 1
+    downstream.reset()
+    downstream.script("/x", respond(507), ok())
+    answer_only = Dependency(
+        "down", retry=own, unavailable_on=lambda exc: False, listeners=Listeners()
+    )
+    with pytest.raises(UpstreamStatusError):  # not "unavailable" by its own predicate
+        call(answer_only, "GET", "/x")
 
 
 def test_when_retries_run_out_a_critical_dependency_is_unavailable(

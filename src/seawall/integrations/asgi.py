@@ -26,7 +26,7 @@ Three pieces, each usable alone::
     ``/healthz``, ``/readyz`` and ``/startupz`` for a :class:`seawall.health.Health`.
 
 Errors and their answers (the body is JSON; ``Retry-After`` is whole seconds,
-rounded up, at least 1, and only sent when the wait is known):
+rounded up, at least 1):
 
 =====================  ======  =========================================================
 error                  status  body (``n``: a name, ``s``: whole seconds)
@@ -39,7 +39,12 @@ other RejectedError    503     ``{"error": "rejected", "dependency": n}``
 DeadlineExceeded       504     ``{"error": "deadline_exceeded", "scope": n}``
 =====================  ======  =========================================================
 
-(``retry_after`` and ``Retry-After`` are left out when unknown; ``scope`` when unnamed.)
+(``scope`` is left out when unnamed.) ``retry_after`` and ``Retry-After`` say
+the same wait: the error's own (the breaker's, or the downstream's
+``Retry-After``) when known; otherwise ``default_retry_after``
+(:data:`DEFAULT_RETRY_AFTER`, 5 s), a conservative hint, so that a client
+that honours ``Retry-After`` backs off rather than retry at once; with
+``default_retry_after=None`` both are left out when the wait is unknown.
 
 A full bulkhead answers ``503``, not ``429``: 429 tells *this client* it sent
 too much (clients and gateways may throttle or ban it), while a full bulkhead
@@ -100,6 +105,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_REQUEST_DEADLINE",
+    "DEFAULT_RETRY_AFTER",
     "DEGRADED_HEADER",
     "DeadlineMiddleware",
     "ErrorAnswer",
@@ -111,6 +117,9 @@ __all__ = [
 
 DEFAULT_REQUEST_DEADLINE = 25.0
 """Seconds a request may take when its caller sent no (usable) deadline."""
+
+DEFAULT_RETRY_AFTER = 5.0
+"""Seconds sent in ``Retry-After`` with a 503 whose wait is unknown: a conservative hint."""
 
 DEGRADED_HEADER = "Seawall-Degraded"
 """The response header that names the dependencies answered from a fallback."""
@@ -133,7 +142,8 @@ class ErrorAnswer:
         status: The status code (503 or 504).
         body: The JSON body: an ``"error"`` code and what it concerns, never
             the exception's text.
-        headers: Extra headers (``Retry-After`` when the wait is known).
+        headers: Extra headers (``Retry-After`` on a 503 of an unavailable
+            dependency or an open circuit).
     """
 
     status: int
@@ -145,15 +155,31 @@ class ErrorAnswer:
         return json.dumps(self.body, separators=(",", ":")).encode()
 
 
-def error_answer(exc: BaseException) -> ErrorAnswer | None:
+def error_answer(
+    exc: BaseException, *, default_retry_after: float | None = DEFAULT_RETRY_AFTER
+) -> ErrorAnswer | None:
     """Return the HTTP answer for ``exc``, or ``None`` if it is not one seawall maps.
 
     See the module docstring for the table.
+
+    Args:
+        exc: The error to answer.
+        default_retry_after: Seconds for ``Retry-After`` (and the body's
+            ``retry_after``) when a :class:`~seawall.errors.DependencyUnavailable`
+            or :class:`~seawall.errors.CircuitOpenError` does not know its wait:
+            a conservative hint when the wait is unknown; ``None`` omits the
+            header. Default :data:`DEFAULT_RETRY_AFTER`.
+
+    Raises:
+        ConfigError: ``default_retry_after`` is not a finite number > 0 or ``None``.
     """
+    _validate.fail_if(_check_default_retry_after(default_retry_after))
     if isinstance(exc, DependencyUnavailable):
-        return _unavailable("dependency_unavailable", exc.name, exc.retry_after)
+        wait = _known(exc.retry_after, default_retry_after)
+        return _unavailable("dependency_unavailable", exc.name, wait)
     if isinstance(exc, CircuitOpenError):
-        return _unavailable("circuit_open", exc.name, exc.retry_after)
+        wait = _known(exc.retry_after, default_retry_after)
+        return _unavailable("circuit_open", exc.name, wait)
     if isinstance(exc, BulkheadFullError):
         return _unavailable("bulkhead_full", exc.name, None)
     if isinstance(exc, RejectedError):
@@ -178,6 +204,19 @@ def _unavailable(code: str, name: object, retry_after: float | None) -> ErrorAns
     return ErrorAnswer(503, body, headers)
 
 
+def _known(retry_after: float | None, default: float | None) -> float | None:
+    """Return the error's wait if it is usable, else the default."""
+    if retry_after is None or not math.isfinite(retry_after):
+        return default
+    return retry_after
+
+
+def _check_default_retry_after(value: object) -> list[str]:
+    if value is None:
+        return []
+    return _validate.duration("default_retry_after", value, allow_zero=False)
+
+
 def _whole_seconds(retry_after: float | None) -> int | None:
     """Round a wait up to whole seconds, at least 1 (``None`` if unknown or not finite)."""
     if retry_after is None or not math.isfinite(retry_after):
@@ -188,14 +227,9 @@ def _whole_seconds(retry_after: float | None) -> int | None:
 # -- exception handlers -----------------------------------------------------------
 
 
-async def _handle(_request: Request, exc: Exception) -> JSONResponse:
-    answer = error_answer(exc)
-    if answer is None:  # pragma: no cover - only registered for mapped errors
-        raise exc
-    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
-
-
-def install_exception_handlers(app: Starlette) -> None:
+def install_exception_handlers(
+    app: Starlette, *, default_retry_after: float | None = DEFAULT_RETRY_AFTER
+) -> None:
     """Register handlers that answer seawall's errors with 503/504 and a JSON body.
 
     Works for Starlette and FastAPI applications (FastAPI is a Starlette).
@@ -205,9 +239,27 @@ def install_exception_handlers(app: Starlette) -> None:
     :class:`~seawall.errors.RejectedError`, and
     :class:`~seawall.errors.DeadlineExceeded`; see the module docstring for
     the answers. Handlers already registered for these classes are replaced.
+
+    Args:
+        app: The Starlette or FastAPI application.
+        default_retry_after: Seconds for ``Retry-After`` when an unavailable
+            dependency or an open circuit does not know its wait: a
+            conservative hint when the wait is unknown; ``None`` omits the
+            header. Default :data:`DEFAULT_RETRY_AFTER` (5 s).
+
+    Raises:
+        ConfigError: ``default_retry_after`` is not a finite number > 0 or ``None``.
     """
+    _validate.fail_if(_check_default_retry_after(default_retry_after))
+
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        answer = error_answer(exc, default_retry_after=default_retry_after)
+        if answer is None:  # pragma: no cover - only registered for mapped errors
+            raise exc
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
     for cls in _MAPPED:
-        app.add_exception_handler(cls, _handle)
+        app.add_exception_handler(cls, handle)
 
 
 # -- the deadline middleware --------------------------------------------------------
@@ -252,6 +304,11 @@ class DeadlineMiddleware:
             responses (replacing the application's; ``max-stale=<age>`` is
             added to it when a stale value was served), or ``None`` to leave
             the application's.
+        default_retry_after: Seconds for ``Retry-After`` when an error it
+            answers (an unavailable dependency, an open circuit) does not know
+            its wait: a conservative hint when the wait is unknown; ``None``
+            omits the header. Default :data:`DEFAULT_RETRY_AFTER` (5 s). Give
+            :func:`install_exception_handlers` the same value.
 
     Raises:
         ConfigError: A bad option; the message names each.
@@ -259,7 +316,15 @@ class DeadlineMiddleware:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_cache_control", "_header", "app", "default", "enforce", "maximum")
+    __slots__ = (
+        "_cache_control",
+        "_header",
+        "app",
+        "default",
+        "default_retry_after",
+        "enforce",
+        "maximum",
+    )
 
     def __init__(
         self,
@@ -270,12 +335,14 @@ class DeadlineMiddleware:
         maximum: float | None = None,
         enforce: bool = True,
         degraded_cache_control: str | None = "no-store",
+        default_retry_after: float | None = DEFAULT_RETRY_AFTER,
     ) -> None:
         errors: list[str] = []
         if default is not None:
             errors += _validate.duration("default", default, allow_zero=False)
         if maximum is not None:
             errors += _validate.duration("maximum", maximum, allow_zero=False)
+        errors += _check_default_retry_after(default_retry_after)
         if not isinstance(header, str) or not header or not header.isascii():
             errors.append(f"header must be a non-empty ASCII string, got {header!r}")
         _validate.fail_if(errors)
@@ -286,6 +353,8 @@ class DeadlineMiddleware:
         self.maximum = default if maximum is None else maximum
         #: Whether an overrun is cancelled and answered 504.
         self.enforce = enforce
+        #: ``Retry-After`` seconds for a 503 whose wait is unknown (``None``: none sent).
+        self.default_retry_after = default_retry_after
         self._header = header.lower().encode("latin-1")
         self._cache_control = (
             None if degraded_cache_control is None else degraded_cache_control.encode("latin-1")
@@ -322,7 +391,7 @@ class DeadlineMiddleware:
                     with deadline(budget):
                         await self._run(scope, receive, exchange, budget)
             except Exception as exc:
-                answer = error_answer(exc)
+                answer = error_answer(exc, default_retry_after=self.default_retry_after)
                 if answer is None or exchange.started:
                     raise
                 await _send_answer(exchange.send, answer)

@@ -129,7 +129,12 @@ def http_check(
     Args:
         url: What to GET.
         client: The ``httpx.AsyncClient`` to use (and its pool); by default a
-            short-lived client per call, closed after it (also when cancelled).
+            short-lived client per call, closed after it (also when cancelled),
+            built with ``trust_env=False``: proxy variables (``HTTP_PROXY``,
+            ``ALL_PROXY`` ...) and ``.netrc`` are ignored, so the check asks
+            ``url`` itself, never a proxy that may be up when the service is
+            down (or down when it is up). Pass a client for a proxy or
+            credentials.
         ok: Decides from the status code instead of the 2xx/3xx rule.
     """
     import httpx  # noqa: PLC0415 - imported only by those who use it
@@ -140,7 +145,8 @@ def http_check(
         if client is not None:
             response = await client.get(url)
         else:
-            async with httpx.AsyncClient() as own:
+            # A readiness check reports on the service, not on the way there.
+            async with httpx.AsyncClient(trust_env=False) as own:
                 response = await own.get(url)
         return accept(response.status_code)
 

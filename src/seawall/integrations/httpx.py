@@ -16,14 +16,29 @@ timeout -- one attempt at a time::
 Requests to hosts that are not routed pass through untouched.
 
 **Responses.** A response whose status is one of ``failure_statuses`` (by
-default 408, 429, 500, 502, 503 and 504) is a failed attempt: its body is read
-(up to 256 KiB) and closed, so the connection goes back to the pool, and
-:class:`UpstreamStatusError` is raised inside the pipeline, carrying the
-``status_code``, the ``response`` and the parsed ``retry_after`` (``Retry-After``
-in seconds or as an HTTP date), which the retry honours. Every other response
--- 2xx, 3xx, 400, 404, 501, 505 -- is returned as it is, still streaming: a 4xx
-is an answer about the request, not an outage, and is never retried. Connection
-errors and timeouts raised by httpx are retried (see :data:`seawall.transient`).
+default :data:`FAILURE_STATUSES`: 408, 429, and every 5xx but 501 and 505) is
+a failed attempt: its body is read (up to 256 KiB) and closed, so the
+connection goes back to the pool, and :class:`UpstreamStatusError` is raised
+inside the pipeline, carrying the ``status_code``, the ``response`` and the
+parsed ``retry_after`` (``Retry-After`` in seconds or as an HTTP date), which
+the retry honours. The breaker counts it, the retry tries again, and when the
+policies give up the dependency is unavailable. Every other response -- 2xx,
+3xx, 400, 404, 409, 422, 501, 505 -- is returned as it is, still streaming: a
+4xx is an answer about the request, not an outage, and is never retried; 501
+and 505 will not change on a second try. Connection errors and timeouts raised
+by httpx are retried (see :data:`seawall.transient`).
+
+:data:`seawall.transient` knows the common 5xx only (500, 502, 503, 504), and
+it stays so. For a routed dependency whose retry classifies with a
+:class:`~seawall.retry.Transient` (the default, or one made with ``with_`` /
+``without``), and whose ``unavailable_on`` is the default
+:func:`~seawall.dependency.is_unavailable`, the transport runs its requests
+through a twin of the dependency -- the same breaker, bulkhead, retry budget,
+listeners and fallback -- whose classifiers also accept an
+:class:`UpstreamStatusError` of any other 5xx of ``failure_statuses`` (506 to
+599). The dependency itself is left as it is. A classifier of your own (a
+predicate, exception types) decides alone; to have one of these statuses
+returned as an answer, leave it out of ``failure_statuses``.
 
 **When it fails.** A CRITICAL dependency raises
 :class:`~seawall.errors.DependencyUnavailable` once its policies give up; its
@@ -76,6 +91,8 @@ while reading it is the caller's to handle.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -86,10 +103,10 @@ import httpx
 from seawall import _validate
 from seawall.bulkhead import Bulkhead, ThreadBulkhead
 from seawall.core.backoff import parse_retry_after
-from seawall.dependency import Criticality, Dependency
+from seawall.dependency import Criticality, Dependency, is_unavailable
 from seawall.errors import DeadlineExceeded, DependencyUnavailable, SeawallError
 from seawall.integrations._headers import DEADLINE_HEADER, format_deadline, parse_deadline
-from seawall.retry import TRANSIENT_STATUSES
+from seawall.retry import TRANSIENT_STATUSES, Retry, Transient
 from seawall.timeouts import remaining
 
 if TYPE_CHECKING:
@@ -97,6 +114,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEADLINE_HEADER",
+    "FAILURE_STATUSES",
     "IDEMPOTENCY_KEY_HEADER",
     "IDEMPOTENT_METHODS",
     "ResilientSyncTransport",
@@ -114,6 +132,15 @@ IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
 
 #: Methods whose effect is the same however often they are sent (RFC 9110, 9.2.2).
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+#: The response statuses that are failed attempts by default: 408 Request
+#: Timeout, 429 Too Many Requests, and every 5xx but 501 Not Implemented and
+#: 505 HTTP Version Not Supported, which no second try changes.
+FAILURE_STATUSES: Final = frozenset({408, 429, *range(500, 600)} - {501, 505})
+
+# The failure statuses that seawall.transient does not retry (506-599): the
+# transport widens a routed dependency's default classifiers to them.
+_MORE_SERVER_FAILURES = FAILURE_STATUSES - TRANSIENT_STATUSES
 
 #: Where requests go: one dependency for every request, a mapping from host
 #: (``"api.example.com"``, or ``"host:port"`` to tell ports apart) to dependency,
@@ -147,7 +174,7 @@ _TimeoutDict: TypeAlias = dict[str, float | None]
 
 
 class UpstreamStatusError(SeawallError, httpx.HTTPStatusError):
-    """A routed request was answered with a failure status (by default 408, 429 or 5xx).
+    """A routed request was answered with a failure status (by default 408, 429, 5xx but 501/505).
 
     Raised inside the dependency's pipeline, so the retry sees it (and honours
     ``retry_after``) and the breaker counts it; it reaches the caller as the
@@ -191,6 +218,51 @@ def _rebuild(cls: type[UpstreamStatusError], parts: dict[str, Any]) -> UpstreamS
     return cls(**parts)
 
 
+def _server_failure(exc: BaseException) -> bool:
+    """Return whether ``exc`` is a failure response with a 5xx that ``transient`` does not list."""
+    return isinstance(exc, UpstreamStatusError) and exc.status_code in _MORE_SERVER_FAILURES
+
+
+def _unavailable_here(exc: BaseException) -> bool:
+    """Return whether ``exc`` is unavailable by default, or a 5xx failure it does not list."""
+    return is_unavailable(exc) or _server_failure(exc)
+
+
+def _classified(dependency: Dependency) -> Dependency:
+    """Return ``dependency``, or a twin whose default classifiers accept every 5xx failure.
+
+    Only default classifiers are widened (a :class:`Transient` retry, the
+    default ``unavailable_on``): one of the caller's own decides alone. The
+    twin shares every policy object, so breaker counts and budgets stay one.
+    """
+    retry = dependency.retry
+    on = None if retry is None else retry.config.on
+    widen_unavailable = dependency._unavailable is is_unavailable
+    if not isinstance(on, Transient) and not widen_unavailable:
+        return dependency
+    twin = copy.copy(dependency)
+    if retry is not None and isinstance(on, Transient):
+        c = retry.config
+        twin._retry = Retry(
+            attempts=c.attempts,
+            backoff=c.backoff,
+            on=on.with_(_server_failure),
+            on_result=c.on_result,
+            max_elapsed=c.max_elapsed,
+            respect_retry_after=c.respect_retry_after,
+            budget=c.budget,
+            reraise=c.reraise,
+            name=retry.name,
+            clock=retry._clock,
+            listeners=retry._listeners,
+            random=retry._random,
+        )
+        twin.config = dataclasses.replace(dependency.config, retry=twin._retry)
+    if widen_unavailable:
+        twin._unavailable = _unavailable_here
+    return twin
+
+
 class _Route:
     """What one dependency needs per request: its two pipelines and its timeouts."""
 
@@ -200,7 +272,8 @@ class _Route:
         self, dependency: Dependency, once: Dependency, timeout: _TimeoutDict | None
     ) -> None:
         self.name = dependency.name
-        #: The full pipeline, for requests that may be retried.
+        #: The full pipeline, for requests that may be retried (the routed
+        #: dependency, or its twin with widened classifiers: see _classified).
         self.dependency = dependency
         #: The same policies without the retry, for requests sent once.
         self.once = once
@@ -271,10 +344,11 @@ class _Core:
         errors += self._init_timeouts(timeouts)
         self._by_host: dict[str, _Route] = {}
         self._router: Callable[[httpx.Request], Dependency | None] | None = None
-        # Per dependency: its retry-less twin and timeouts. Weak keys, and values
-        # that do not refer to their key, so a router's discarded dependencies go.
+        # Per dependency: its classified and retry-less twins, and timeouts. Weak
+        # keys, and values that do not refer to their key, so a router's
+        # discarded dependencies go.
         self._cache: weakref.WeakKeyDictionary[
-            Dependency, tuple[Dependency, _TimeoutDict | None]
+            Dependency, tuple[Dependency, Dependency, _TimeoutDict | None]
         ] = weakref.WeakKeyDictionary()
         errors += self._init_routes(routes)
         _validate.fail_if(errors)
@@ -353,8 +427,10 @@ class _Core:
         known = self._cache.get(dependency)
         if known is None:
             timeout = self._named_timeouts.get(dependency.name, self._default_timeout)
-            known = self._cache[dependency] = (dependency.without_retry(), timeout)
-        return _Route(dependency, *known)
+            classified = _classified(dependency)
+            known = (classified, classified.without_retry(), timeout)
+            self._cache[dependency] = known
+        return _Route(*known)
 
     # -- per request ---------------------------------------------------------------
 
@@ -563,8 +639,10 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         propagate_deadline: Send the time left of the ambient deadline in
             :data:`DEADLINE_HEADER`. Default true.
         failure_statuses: Response statuses that are failed attempts, raised
-            as :class:`UpstreamStatusError`. Default 408, 429, 500, 502, 503,
-            504, the statuses :data:`seawall.transient` retries; one that the
+            as :class:`UpstreamStatusError`. Default :data:`FAILURE_STATUSES`
+            (408, 429, every 5xx but 501 and 505), all of them retried and
+            unavailable under the default classifiers (see the module
+            docstring); another one (a 409 added here, say) that the
             dependency's retry and ``unavailable_on`` do not recognise reaches
             the caller as the :class:`UpstreamStatusError` itself.
 
@@ -585,7 +663,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         idempotency_keys: bool = False,
         return_last_response: bool = False,
         propagate_deadline: bool = True,
-        failure_statuses: Iterable[int] = TRANSIENT_STATUSES,
+        failure_statuses: Iterable[int] = FAILURE_STATUSES,
     ) -> None:
         self._core = _Core(
             routes,
@@ -662,7 +740,7 @@ class ResilientSyncTransport(httpx.BaseTransport):
         idempotency_keys: bool = False,
         return_last_response: bool = False,
         propagate_deadline: bool = True,
-        failure_statuses: Iterable[int] = TRANSIENT_STATUSES,
+        failure_statuses: Iterable[int] = FAILURE_STATUSES,
     ) -> None:
         self._core = _Core(
             routes,
@@ -741,7 +819,7 @@ def resilient_client(
     idempotency_keys: bool = False,
     return_last_response: bool = False,
     propagate_deadline: bool = True,
-    failure_statuses: Iterable[int] = TRANSIENT_STATUSES,
+    failure_statuses: Iterable[int] = FAILURE_STATUSES,
     **client_options: Any,
 ) -> httpx.AsyncClient:
     """Return an ``httpx.AsyncClient`` whose requests go through a :class:`ResilientTransport`.
@@ -781,7 +859,7 @@ def resilient_sync_client(
     idempotency_keys: bool = False,
     return_last_response: bool = False,
     propagate_deadline: bool = True,
-    failure_statuses: Iterable[int] = TRANSIENT_STATUSES,
+    failure_statuses: Iterable[int] = FAILURE_STATUSES,
     **client_options: Any,
 ) -> httpx.Client:
     """Return an ``httpx.Client`` whose requests go through a :class:`ResilientSyncTransport`.
