@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import timeline
+from . import fleet, timeline
 from .analyze import analyze
 from .collect import MODES, LoggedStack, pin, run_scenario, start_stacks, stop_stacks
 from .report import render_html, summary_text
@@ -154,8 +154,7 @@ def _notes(analyses: Sequence[dict[str, Any]], pins: dict[str, int | None]) -> l
     return notes
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the scenarios; return the exit status (130 when interrupted)."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m scenarios", description=__doc__.splitlines()[0]
     )
@@ -173,6 +172,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run only this scenario (repeatable): "
         + ", ".join(s.name for s in timeline.scenarios()),
     )
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="then the fleet scenario: three replicas sharing breaker state through Redis"
+        " or not (needs redis-server; scripts/ensure-servers installs it)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the scenarios; return the exit status (130 when interrupted)."""
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         scenarios = timeline.by_name(args.only, quick=args.quick)
@@ -182,8 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     log_dir = out.parent / f"{out.stem}-logs"
     started = time.monotonic()
-    progress = Progress(STARTUP + sum(s.duration for s in scenarios))
+    fleet_seconds = fleet.DURATION[args.quick] if args.fleet else 0.0
+    progress = Progress(STARTUP + sum(s.duration for s in scenarios) + fleet_seconds)
     stacks: dict[str, LoggedStack] = {}
+    fleet_result: dict[str, Any] | None = None
     with sigterm_as_interrupt():
         try:
             progress.stage("starting 2 x (5 simulators + the order service)")
@@ -192,6 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             pins = pin(stacks)
             analyses = asyncio.run(run_all(scenarios, stacks, pins, progress, quick=args.quick))
             progress.stage("stopping")
+            stop_stacks(stacks)
+            stacks = {}
+            if args.fleet:
+                # Its own six services and Redis, after the two stacks are gone.
+                progress.stage("7 fleet: 2 x 3 replicas, payment down (shared and not)")
+                fleet_result = fleet.run(fleet_seconds, rate=fleet.RATE)
+                progress.advance(fleet_seconds)
         except KeyboardInterrupt:
             progress.close()
             print("interrupted: stopping every process", file=sys.stderr, flush=True)
@@ -217,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "scenarios": analyses,
     }
+    if fleet_result is not None:
+        report["fleet"] = fleet_result
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     out.write_text(render_html(report))
     print(summary_text(report))

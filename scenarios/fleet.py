@@ -9,13 +9,16 @@ counts the charge requests that reach payment each second.
 
 It needs ``redis-server`` (the test command installs it); it starts its own
 on a free loopback port and stops it, with everything else, on exit or Ctrl-C.
-Writes ``fleet.html`` and ``fleet.json``.
+Writes ``fleet.html`` and ``fleet.json``; ``python -m scenarios --fleet``
+(``scripts/demo --fleet``) runs it after the six scenarios and adds it to
+``report.html`` as its seventh section.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import itertools
 import json
 import os
@@ -36,6 +39,11 @@ from examples.orders.stack import Stack, free_port
 
 REPLICAS = 3
 ORDER = {"user_id": "fleet", "items": [{"sku": "sku-001", "qty": 1}]}
+#: Seconds of the run (quick, full), and orders per second to each fleet.
+DURATION = {True: 20.0, False: 40.0}
+RATE = 6.0
+#: Seconds for the breakers to open first: the probes are what follows.
+WARMUP = 3
 
 
 @contextlib.contextmanager
@@ -121,11 +129,10 @@ def run(duration: float, rate: float) -> dict[str, Any]:
             for t in threads:
                 t.join(timeout=60)
             result: dict[str, Any] = {"duration": duration, "rate": rate, "fleets": {}}
-            warmup = 3  # seconds for the breakers to open: probes are what follows
             for name in fleets:
                 c = counts[name]
                 series = [b - a for a, b in itertools.pairwise(c)]
-                steady = series[warmup:]
+                steady = series[WARMUP:]
                 result["fleets"][name] = {
                     "per_second": series,
                     "after_warmup": round(sum(steady), 1),
@@ -137,8 +144,8 @@ def run(duration: float, rate: float) -> dict[str, Any]:
                 fleet.stop()
 
 
-def render(result: dict[str, Any]) -> str:
-    """A one-plot HTML page."""
+def figure(result: dict[str, Any]) -> go.Figure:
+    """Charge requests reaching payment per second, one bar series per fleet."""
     figure = go.Figure()
     for name, data in result["fleets"].items():
         figure.add_trace(go.Bar(name=name, y=data["per_second"]))
@@ -149,7 +156,40 @@ def render(result: dict[str, Any]) -> str:
         barmode="group",
         template="plotly_white",
     )
-    return figure.to_html(include_plotlyjs="inline", full_html=True)
+    return figure
+
+
+def render(result: dict[str, Any]) -> str:
+    """A one-plot HTML page."""
+    return str(figure(result).to_html(include_plotlyjs="inline", full_html=True))
+
+
+def section(result: dict[str, Any]) -> str:
+    """The fleet scenario as a section of the main report (plotly.js loaded by the page)."""
+    plot = figure(result).to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        div_id="plot-fleet",
+        config={"displaylogo": False, "responsive": True},
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td class=num>{data['after_warmup']:.0f}</td>"
+        f"<td class=num>{data['per_second_after_warmup']:.2f}/s</td></tr>"
+        for name, data in result["fleets"].items()
+    )
+    return (
+        "<section id='fleet'><h2>7. A fleet of three replicas, payment down</h2>"
+        "<p class=story>Two fleets of three replicas of the seawall service, side by side,"
+        " each taking orders at every replica while payment answers 503. One shares its"
+        " breaker state through Redis (one replica holds the probe lease in each probe"
+        " period); the other does not, so each replica learns on its own and probes on its"
+        " own. Count the charge requests that reach the recovering service.</p>"
+        f"<p class=meta>{result['rate']:g} orders/s to each fleet for"
+        f" {result['duration']:g} s; counted after the first {WARMUP} s, once the breakers"
+        " have opened.</p>"
+        "<table><tr><th>fleet</th><th>charge requests reaching payment</th>"
+        f"<th>per second</th></tr>{rows}</table>{plot}</section>"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,12 +197,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m scenarios.fleet", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--quick", action="store_true", help="15 s instead of 30 s")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{DURATION[True]:g} s instead of {DURATION[False]:g} s",
+    )
     parser.add_argument("--out", type=Path, default=Path("fleet.html"))
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
-        result = run(20.0 if args.quick else 40.0, rate=6.0)
+        result = run(DURATION[args.quick], rate=RATE)
     except KeyboardInterrupt:
         print("interrupted: every process stopped", file=sys.stderr)
         return 130

@@ -437,6 +437,10 @@ def render_html(report: Mapping[str, Any]) -> str:
             f"{_headline_table(scenario)}{plot}<p class=meta>{CAPTION}</p>"
             f"{_detail_table(scenario)}</section>"
         )
+    if "fleet" in report:
+        from .fleet import section  # noqa: PLC0415 - only with --fleet
+
+        sections.append(section(report["fleet"]))
     pins = (
         ", ".join(f"{m} on core {c}" for m, c in meta["pins"].items() if c is not None)
         or "not pinned"
@@ -506,4 +510,8 @@ def summary_text(report: Mapping[str, Any]) -> str:
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    fleets = report.get("fleet", {}).get("fleets", {})
+    if fleets:
+        counts = ", ".join(f"{name} {data['after_warmup']:.0f}" for name, data in fleets.items())
+        lines.append(f"\nfleet (3 replicas, payment down): charge requests reaching it: {counts}")
     return "\n".join(lines)
