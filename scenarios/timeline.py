@@ -126,7 +126,7 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
             "Payment answers every charge, but in 3 to 4 s instead of 10 ms: below every"
             " timeout (naive 10 s, seawall 8 s). The naive service waits for each one and holds"
             " a connection of its one shared pool per order. seawall's breaker counts calls"
-            " slower than 2 s; when 80 % of the last 10 s are slow it opens and orders fail at"
+            " slower than 2 s; when half of the last 10 s are slow it opens and orders fail at"
             " once with 503 and Retry-After, and the payment bulkhead never holds more than 20"
             " calls. Look at POST /orders latency and the requests in flight: the naive service"
             " keeps every order waiting; seawall refuses orders fast and holds nothing."
@@ -290,7 +290,7 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
         story=(
             "Payment rate-limits every charge: 429 Too Many Requests, Retry-After: 2. The"
             " naive service ignores Retry-After and retries at once, 6 attempts per order;"
-            " seawall waits as asked (capped by its backoff maximum, 1 s), spends at most 20 %"
+            " seawall waits as asked (up to its backoff maximum, 5 s), spends at most 20 %"
             " of its calls on retries, and its breaker opens on the failures. Look at the"
             " requests reaching payment: every one of them is counted against the limit."
         ),

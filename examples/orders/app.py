@@ -32,6 +32,7 @@ from seawall.integrations.asgi import DeadlineMiddleware, health_routes, install
 from seawall.integrations.logging import LoggingListener
 
 from . import db
+from .policies import Policies
 from .settings import Settings
 from .wiring import gather_or_compensate, make_wiring
 
@@ -77,7 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await wiring.close()
 
     app = FastAPI(title="orders", lifespan=lifespan)
-    app.add_middleware(DeadlineMiddleware, default=25.0)
+    # The same request_deadline the Registry checks every dependency against.
+    request_deadline = Policies.load(settings.policies).service.request_deadline
+    app.add_middleware(DeadlineMiddleware, default=request_deadline)
     install_exception_handlers(app)
 
     _routes(app, wiring)
@@ -121,8 +124,7 @@ def _routes(app: FastAPI, wiring: Any) -> None:
         try:
             await wiring.save_order(record)
         except BaseException:
-            await wiring.compensate("refund", order_id)
-            await wiring.compensate("release", order_id)
+            await wiring.compensate(order_id, "refund", "release")
             raise
         event = {"order_id": order_id, "user_id": order.user_id, "total_cents": total}
         await wiring.notify(event)

@@ -1,10 +1,11 @@
 """Storage: products and orders, on SQLAlchemy (SQLite by default, or PostgreSQL).
 
 Timeouts are enforced by the database too, not only by abandoning the awaiting
-task: an abandoned query would keep running and holding its locks. On
-PostgreSQL each transaction sets ``statement_timeout`` for its class (reads 5 s,
-writes 10 s, from policies.toml); on SQLite, whose queries here are quick
-point lookups, the connection's busy timeout bounds the wait for a lock.
+task: an abandoned query would keep running and holding its locks. Each
+transaction sets its class's budget (:class:`Timeouts`, read from the policies'
+``db_read``/``db_prices`` and ``db_write`` timeouts): PostgreSQL's
+``statement_timeout``; on SQLite, whose queries here are quick point lookups,
+the busy timeout, which bounds the wait for a lock.
 """
 
 from __future__ import annotations
@@ -55,21 +56,21 @@ CATALOGUE = [
     for n in range(1, 41)
 ]
 
-SQLITE_BUSY_TIMEOUT = 5.0  # seconds: the DB read budget
-
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Database-side budgets per class of statement, in seconds."""
+    """Database-side budgets per class of statement, in seconds (from policies.toml)."""
 
-    read: float = 5.0
-    write: float = 10.0
+    read: float
+    write: float
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, timeouts: Timeouts) -> AsyncEngine:
     """Build the async engine with timeouts that bound a hung server too."""
     if url.startswith("sqlite"):
-        return create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+        # Every transaction below sets its own class's busy timeout; this one is
+        # for the statements outside them (setup() writes, hence the write budget).
+        return create_async_engine(url, connect_args={"timeout": timeouts.write})
     return create_async_engine(
         url,
         pool_size=10,
@@ -90,13 +91,17 @@ async def setup(engine: AsyncEngine) -> None:
 
 
 async def _bound(conn: AsyncConnection, seconds: float) -> None:
-    # set_config(..., true) is SET LOCAL: it ends with the transaction, so a
-    # pooled connection never carries one class's timeout into another's.
+    ms = int(seconds * 1000)
     if conn.dialect.name == "postgresql":
+        # set_config(..., true) is SET LOCAL: it ends with the transaction, so a
+        # pooled connection never carries one class's timeout into another's.
         await conn.execute(
-            text("SELECT set_config('statement_timeout', :ms, true)"),
-            {"ms": str(int(seconds * 1000))},
+            text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(ms)}
         )
+    elif conn.dialect.name == "sqlite":
+        # A connection setting, not a transaction's: it outlives this one, so
+        # every transaction sets its own. (PRAGMA takes no bound parameters.)
+        await conn.execute(text(f"PRAGMA busy_timeout = {ms}"))
 
 
 async def read_product(

@@ -5,10 +5,14 @@ On SIGTERM (what Kubernetes sends before killing a pod):
 1. readiness turns 503 at once, so the load balancer stops sending requests;
 2. after ``ORDERS_DRAIN_SECONDS`` (time for it to notice), the server stops
    accepting connections;
-3. requests in flight finish, each within its own deadline (25 s at most);
-4. the outboxes deliver what they can in 2 s; the rest stays on disk and is
-   delivered by the next process;
+3. requests in flight finish, each within its own deadline (``request_deadline``
+   of policies.toml, 25 s, at most: :func:`graceful_shutdown_timeout`);
+4. the outboxes, all at once, deliver what they can in 2 s and stop within 2 s
+   more; the rest stays on disk and is delivered by the next process
+   (``wiring.CLOSE_SECONDS`` in all);
 5. the process exits.
+
+deploy/k8s/orders.yaml's grace period covers the sum of the three waits.
 
 ``python -m examples.orders.serve --port 8000`` (settings from the environment).
 """
@@ -17,15 +21,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 from typing import Any
 
 import uvicorn
 
 from .app import create_app
+from .policies import Policies
 from .settings import Settings
 
-REQUEST_DEADLINE = 25.0
+
+def graceful_shutdown_timeout(request_deadline: float) -> int:
+    """Seconds uvicorn waits for requests in flight at shutdown: a request deadline, and one.
+
+    The second lets a request cut off at its deadline send its 504 and write
+    what undoes it (``SeawallWiring.compensate``).
+    """
+    return math.ceil(request_deadline) + 1
 
 
 class DrainingServer(uvicorn.Server):
@@ -64,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         log_level="warning",
         access_log=False,
         # In-flight requests get their whole deadline to finish.
-        timeout_graceful_shutdown=int(REQUEST_DEADLINE) + 1,
+        timeout_graceful_shutdown=graceful_shutdown_timeout(
+            Policies.load(settings.policies).service.request_deadline
+        ),
     )
     DrainingServer(config, app, settings.drain_seconds).run()
 

@@ -26,7 +26,7 @@ import json
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from typing import Any
 
 import uvicorn
@@ -53,6 +53,9 @@ class Records:
         self.received = 0  # requests that reached the service (faulted or not)
         self.by_second: Counter[int] = Counter()  # arrivals per wall-clock second
         self.by_path: Counter[str] = Counter()  # arrivals per path
+        # The latest arrival times per path (monotonic seconds: only the gaps
+        # mean anything), so a test can see how long a retry waited.
+        self.arrivals: defaultdict[str, deque[float]] = defaultdict(lambda: deque(maxlen=50))
         self.charges: dict[str, dict[str, Any]] = {}  # idempotency key (or charge id) -> charge
         self.charges_per_order: Counter[str] = Counter()
         self.events: list[str] = []  # notification / analytics event ids, in arrival order
@@ -65,6 +68,7 @@ class Records:
             self.received += 1
             self.by_second[int(time.time())] += 1
             self.by_path[path] += 1
+            self.arrivals[path].append(time.monotonic())
 
     def summary(self) -> dict[str, Any]:
         with self.lock:
@@ -73,6 +77,7 @@ class Records:
                 "received": self.received,
                 "by_second": sorted(self.by_second.items()),
                 "by_path": dict(self.by_path),
+                "arrivals": {path: list(times) for path, times in self.arrivals.items()},
                 "charges": len(self.charges),
                 "orders_charged_twice": sorted(
                     o for o, n in self.charges_per_order.items() if n > 1

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import tomllib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import seawall
-from seawall import Check, Fallback, Health, MemoryStaleStore, Outbox, Registry
+from seawall import Check, Dependency, Fallback, Health, MemoryStaleStore, Outbox, Registry
 from seawall.chaos import Chaos
 from seawall.events import Listeners
 from seawall.fallback import Degraded
@@ -35,6 +34,7 @@ from seawall.integrations.checks import redis_check, sqlalchemy_check
 from seawall.integrations.httpx import resilient_client
 
 from . import db
+from .policies import Policies
 from .settings import Settings
 
 #: Shown when personalised recommendations are unavailable: the generic best sellers.
@@ -46,6 +46,16 @@ OUTBOXES = {
     "analytics": ("analytics", "/events"),
 }
 COMPENSATIONS = {"refund": ("payment", "/refunds"), "release": ("inventory", "/releases")}
+
+# What SeawallWiring.close() gives each step of a graceful shutdown, in seconds;
+# deploy/k8s/orders.yaml's grace period adds up CLOSE_SECONDS with the rest.
+UNDO_GRACE = 1.0  # compensations still being written to their outbox (a disk write)
+OUTBOX_FLUSH = 2.0  # delivering what can be delivered now; the rest stays on disk
+OUTBOX_STOP = 2.0  # a delivery in progress, before it is cancelled (and kept)
+HEALTH_GRACE = 1.0  # readiness checks in flight
+#: The longest SeawallWiring.close() takes: every outbox flushes and stops at
+#: the same time as the others, and the health checks wind down meanwhile.
+CLOSE_SECONDS = UNDO_GRACE + max(OUTBOX_FLUSH + OUTBOX_STOP, HEALTH_GRACE)
 
 
 class Wiring(Protocol):
@@ -60,7 +70,7 @@ class Wiring(Protocol):
     async def prices(self, ids: list[str]) -> dict[str, int]: ...
     async def reserve(self, order_id: str, items: list[dict[str, Any]]) -> str: ...
     async def charge(self, order_id: str, cents: int) -> str: ...
-    async def compensate(self, kind: str, order_id: str) -> None: ...
+    async def compensate(self, order_id: str, *kinds: str) -> None: ...
     async def save_order(self, order: dict[str, Any]) -> None: ...
     async def notify(self, event: dict[str, Any]) -> None: ...
     async def track(self, event: dict[str, Any]) -> None: ...
@@ -76,6 +86,27 @@ def _faults() -> dict[str, Chaos]:
     return {"db_read": Chaos(), "db_write": Chaos()}
 
 
+def _timeout(dependency: Dependency) -> float:
+    timeout = dependency.config.timeout
+    if timeout is None:
+        msg = f"policies.toml gives {dependency.name!r} no timeout"
+        raise RuntimeError(msg)
+    return timeout
+
+
+def _http_timeout(dependency: Dependency) -> httpx.Timeout:
+    # httpx's own default (5 s for each phase) would cut an 8 s call short, so
+    # every phase gets the dependency's timeout; the resilient transport then
+    # clips each to what is left of the deadline, attempt by attempt.
+    return httpx.Timeout(_timeout(dependency))
+
+
+async def _close_outbox(outbox: Outbox) -> None:
+    await outbox.flush_async(timeout=OUTBOX_FLUSH)
+    await outbox.stop_async(timeout=OUTBOX_STOP)
+    outbox.close()
+
+
 @dataclass
 class SeawallWiring:
     """The reference wiring: every dependency through its policies."""
@@ -83,12 +114,13 @@ class SeawallWiring:
     settings: Settings
     listeners: Listeners
     db_faults: dict[str, Chaos] = field(default_factory=_faults)
+    #: Compensations being written to their outbox (see compensate()).
+    _undoing: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     async def start(self) -> None:
         s = self.settings
-        self.timeouts = db.Timeouts()
-        self.engine = db.make_engine(s.database_url)
-        await db.setup(self.engine)
+        policies = Policies.load(s.policies)
+        budgets = policies.service
         self.redis = None
         if s.redis_url:
             import redis.asyncio  # noqa: PLC0415 - only with REDIS_URL
@@ -96,16 +128,20 @@ class SeawallWiring:
             from seawall.integrations.redis import AsyncRedisStaleStore  # noqa: PLC0415
 
             self.redis = redis.asyncio.Redis.from_url(
-                s.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+                s.redis_url,
+                socket_timeout=budgets.cache_timeout,
+                socket_connect_timeout=budgets.cache_timeout,
             )
+            # The stale store bounds its own lookups far tighter (its default):
+            # it is the fallback of a read that has already failed.
             self.cache: Any = AsyncRedisStaleStore(self.redis, namespace="orders", ttl=3600)
         else:
             self.cache = MemoryStaleStore(max_entries=10_000)
-        config = tomllib.loads(s.policies.read_text())
+        config = policies.registry
         max_stale = config["dependencies"]["db_read"]["fallback"]["max_stale"]
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        # No client timeout: each delivery runs inside its dependency's 8 s timeout.
-        self.deliveries = httpx.AsyncClient(timeout=None)  # noqa: S113
+        # Each delivery is given its dependency's timeout (see _deliverer).
+        self.deliveries = httpx.AsyncClient()
         self.outboxes = {
             name: Outbox(
                 s.data_dir / f"{name}.db",
@@ -131,22 +167,33 @@ class SeawallWiring:
             listeners=self.listeners,
         )
         deps = self.registry
+        # The database enforces the same budgets as the dependencies that wait on it.
+        self.timeouts = db.Timeouts(
+            read=_timeout(deps["db_read"]), write=_timeout(deps["db_write"])
+        )
+        self.price_timeouts = replace(self.timeouts, read=_timeout(deps["db_prices"]))
+        self.engine = db.make_engine(s.database_url, self.timeouts)
+        await db.setup(self.engine)
         self.clients = {
             "payment": resilient_client(
                 deps["payment"],
                 base_url=s.url("payment"),
                 idempotency_keys=True,
+                timeouts=_http_timeout(deps["payment"]),
                 transport=_Witness(httpx.AsyncHTTPTransport()),
             ),
             "inventory": resilient_client(
                 deps["inventory"],
                 base_url=s.url("inventory"),
                 idempotency_keys=True,
+                timeouts=_http_timeout(deps["inventory"]),
                 transport=_Witness(httpx.AsyncHTTPTransport()),
             ),
             # Recommendations answer through Dependency.call_result around a plain
             # client (below): its fallback is a list of items, not an HTTP response.
-            "recommendations": httpx.AsyncClient(base_url=s.url("recommendations"), timeout=None),  # noqa: S113 - the dependency's 2 s timeout bounds it
+            "recommendations": httpx.AsyncClient(
+                base_url=s.url("recommendations"), timeout=_http_timeout(deps["recommendations"])
+            ),
         }
         for outbox in self.outboxes.values():
             await outbox.start_async()
@@ -164,38 +211,50 @@ class SeawallWiring:
                 if dep.breaker is not None:
                     self.store.share(dep.breaker)
             await self.store.start()
-        checks = [Check("database", sqlalchemy_check(self.engine), timeout=1.0)]
+        readiness = budgets.readiness
+        checks = [Check("database", sqlalchemy_check(self.engine), timeout=readiness["database"])]
         if self.redis is not None:
-            checks.append(Check("cache", redis_check(self.redis), timeout=0.5))
+            checks.append(Check("cache", redis_check(self.redis), timeout=readiness["cache"]))
         # Readiness checks what is this instance's own to fix: a payment outage
         # (an open payment breaker) is the same at every replica, and taking
         # them all out of rotation would also stop the pages that still work.
-        self.health = Health(checks, cache_ttl=1.0)
+        self.health = Health(checks, cache_ttl=budgets.readiness_ttl)
 
     async def close(self) -> None:
-        """Deliver what can be delivered quickly; keep the rest on disk for the next start."""
+        """Deliver what can be delivered quickly; keep the rest on disk for the next start.
+
+        Takes CLOSE_SECONDS at most (and the moments closing clients takes).
+        """
         if self.store is not None:
             await self.store.stop()
-        for outbox in self.outboxes.values():
-            await outbox.flush_async(timeout=2.0)
-            await outbox.stop_async(timeout=2.0)
-            outbox.close()
+        if self._undoing:
+            await asyncio.wait(self._undoing, timeout=UNDO_GRACE)
+        # At once, not in turn: in turn, the outboxes' waits would add up (3 x 4 s),
+        # and a pod's grace period would have to cover the sum.
+        await asyncio.gather(
+            *(_close_outbox(outbox) for outbox in self.outboxes.values()),
+            self.health.aclose(grace=HEALTH_GRACE),
+        )
         for client in self.clients.values():
             await client.aclose()
         await self.deliveries.aclose()
-        await self.health.aclose(grace=1.0)
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
 
     def _deliverer(self, name: str) -> Any:
         async def deliver(entry: seawall.OutboxEntry) -> None:
+            # Each outbox delivers for the dependency of its name (built after
+            # the outboxes, so looked up here).
+            timeout = _http_timeout(self.registry[name])
             if name == "compensations":
                 downstream, path = COMPENSATIONS[entry.topic]
             else:
                 downstream, path = OUTBOXES[name]
             body = {"event_id": entry.id, "topic": entry.topic, **entry.payload}
-            response = await self.deliveries.post(self.settings.url(downstream) + path, json=body)
+            response = await self.deliveries.post(
+                self.settings.url(downstream) + path, json=body, timeout=timeout
+            )
             response.raise_for_status()
 
         return deliver
@@ -204,7 +263,11 @@ class SeawallWiring:
 
     async def prices(self, ids: list[str]) -> dict[str, int]:
         return await self.registry["db_prices"].call(
-            self.db_faults["db_read"].call_async, db.read_prices, self.engine, ids, self.timeouts
+            self.db_faults["db_read"].call_async,
+            db.read_prices,
+            self.engine,
+            ids,
+            self.price_timeouts,
         )
 
     async def reserve(self, order_id: str, items: list[dict[str, Any]]) -> str:
@@ -221,8 +284,31 @@ class SeawallWiring:
         r.raise_for_status()
         return str(r.json()["charge_id"])
 
-    async def compensate(self, kind: str, order_id: str) -> None:
-        await self.registry["compensations"].send_async(kind, {"order_id": order_id})
+    async def compensate(self, order_id: str, *kinds: str) -> None:
+        """Write what undoes half an order to the compensations outbox, even if cancelled.
+
+        The request asking is failing, often because the deadline middleware is
+        cancelling it, and a second cancellation (the server shutting down) may
+        come while it waits. So the write runs in a task of its own, awaited
+        through a shield: a cancellation ends the waiting, never the write.
+        (Awaited directly, put_async's commit would be handed to a worker
+        thread, and a job still queued is dropped when its awaiter is
+        cancelled.) Once written, the outbox delivers it -- across restarts,
+        with backoff -- until payment and inventory accept it; close() waits
+        for writes still running. A synchronous put would hold the event loop
+        through a commit, and calling payment from the failing request could
+        take the 8 s of a payment service that may be the very problem.
+        """
+        if not kinds:
+            return
+        task = asyncio.create_task(self._write_compensations(order_id, kinds))
+        self._undoing.add(task)
+        task.add_done_callback(self._undoing.discard)
+        await asyncio.shield(task)
+
+    async def _write_compensations(self, order_id: str, kinds: tuple[str, ...]) -> None:
+        for kind in kinds:
+            await self.registry["compensations"].send_async(kind, {"order_id": order_id})
 
     async def save_order(self, order: dict[str, Any]) -> None:
         await self.registry["db_write"].call(
@@ -288,14 +374,21 @@ class NaiveWiring:
     attempts: int = 6  # the first try and 5 immediate retries
 
     async def start(self) -> None:
-        self.timeouts = db.Timeouts()
-        self.engine = db.make_engine(self.settings.database_url)
+        # Naive about its downstreams, not about its database: the same
+        # statement timeouts and readiness as the seawall wiring.
+        policies = Policies.load(self.settings.policies)
+        self.timeouts = db.Timeouts(
+            read=policies.timeout("db_read"), write=policies.timeout("db_write")
+        )
+        self.engine = db.make_engine(self.settings.database_url, self.timeouts)
         await db.setup(self.engine)
         # One shared pool for every downstream, a 10 s timeout on everything.
         self.client = httpx.AsyncClient(timeout=10.0)
-        self.health = Health(
-            [Check("database", sqlalchemy_check(self.engine), timeout=1.0)], cache_ttl=1.0
+        budgets = policies.service
+        check = Check(
+            "database", sqlalchemy_check(self.engine), timeout=budgets.readiness["database"]
         )
+        self.health = Health([check], cache_ttl=budgets.readiness_ttl)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -333,9 +426,10 @@ class NaiveWiring:
         )
         return str(r.json()["charge_id"])
 
-    async def compensate(self, kind: str, order_id: str) -> None:
-        downstream, path = COMPENSATIONS[kind]
-        await self._request("POST", downstream, path, json={"order_id": order_id})
+    async def compensate(self, order_id: str, *kinds: str) -> None:
+        for kind in kinds:
+            downstream, path = COMPENSATIONS[kind]
+            await self._request("POST", downstream, path, json={"order_id": order_id})
 
     async def save_order(self, order: dict[str, Any]) -> None:
         await self.db_faults["db_write"].call_async(
@@ -422,23 +516,50 @@ async def gather_or_compensate(
 
     Undoing is by order id, because a charge whose response was lost may have
     happened without the service knowing as what; the compensations are
-    idempotent downstream.
+    idempotent downstream. A request cancelled midway (DeadlineMiddleware
+    cancels one whose deadline passes) undoes what may have happened too, then
+    ends cancelled; the naive wiring does not.
     """
     sent: set[str] = set()
     token = _SENT.set(sent)
     try:
-        results = await asyncio.gather(
-            wiring.reserve(order_id, items), wiring.charge(order_id, cents), return_exceptions=True
-        )
+        # Tasks, not bare coroutines: their outcomes can still be read when
+        # the request is cancelled while it waits for them.
+        reserve = asyncio.create_task(wiring.reserve(order_id, items))
+        charge = asyncio.create_task(wiring.charge(order_id, cents))
     finally:
         _SENT.reset(token)
-    reservation, charge = results
-    if isinstance(reservation, BaseException) or isinstance(charge, BaseException):
-        # The naive wiring does not witness its requests: everything is undone.
-        witnessed = isinstance(wiring, SeawallWiring)
-        if may_have_happened(reservation, not witnessed or "/reservations" in sent):
-            await wiring.compensate("release", order_id)
-        if may_have_happened(charge, not witnessed or "/charges" in sent):
-            await wiring.compensate("refund", order_id)
-        raise reservation if isinstance(reservation, BaseException) else charge  # type: ignore[misc]
-    return reservation, charge
+    # The naive wiring does not witness its requests: everything is undone.
+    witnessed = isinstance(wiring, SeawallWiring)
+    parts = (("release", reserve, "/reservations"), ("refund", charge, "/charges"))
+    try:
+        await asyncio.gather(reserve, charge, return_exceptions=True)
+    except asyncio.CancelledError:
+        # gather has cancelled both and waited for them: each ended with its
+        # result, its error, or cancelled, maybe after its request went out.
+        if witnessed:
+            await wiring.compensate(order_id, *_to_undo(parts, sent))
+        raise
+    reservation, charged = _outcome(reserve), _outcome(charge)
+    if isinstance(reservation, BaseException) or isinstance(charged, BaseException):
+        await wiring.compensate(order_id, *_to_undo(parts, sent if witnessed else None))
+        raise reservation if isinstance(reservation, BaseException) else charged  # type: ignore[misc]
+    return str(reservation), str(charged)
+
+
+def _outcome(task: asyncio.Task[str]) -> object:
+    """A finished task's result, or its error (a CancelledError if it was cancelled)."""
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception() or task.result()
+
+
+def _to_undo(
+    parts: tuple[tuple[str, asyncio.Task[str], str], ...], sent: set[str] | None
+) -> list[str]:
+    """The compensations of the parts that may have happened (``sent=None``: not witnessed)."""
+    return [
+        kind
+        for kind, task, path in parts
+        if may_have_happened(_outcome(task), sent is None or path in sent)
+    ]

@@ -192,7 +192,10 @@ class Registry:
         """Return the dependencies whose worst case exceeds :attr:`request_deadline`.
 
         BACKGROUND dependencies are left out: their calls run in the outbox's
-        worker, never inside a request.
+        worker, never inside a request. The backoff counted is the schedule's;
+        a downstream's ``Retry-After`` may stretch a delay up to the backoff's
+        maximum, and that is bounded at run time instead: a retry whose next
+        delay would end past the ambient deadline gives up at once.
         """
         limit = self.request_deadline
         if limit is None:

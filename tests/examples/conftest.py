@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from examples.orders.settings import DOWNSTREAMS
+from examples.orders.policies import Policies
+from examples.orders.settings import DOWNSTREAMS, Settings
 from examples.orders.stack import Stack
+
+#: The service's own policies file, read by the service's own loader.
+POLICIES = Policies.load(Settings().policies)
 
 
 def reset(stack: Stack) -> None:
@@ -56,3 +61,9 @@ def eventually(check: Callable[[], Any], timeout: float, interval: float = 0.1) 
         time.sleep(interval)
     msg = f"not true within {timeout}s (last: {last!r})"
     raise AssertionError(msg)
+
+
+def arrival_gaps(stack: Stack, downstream: str, path: str) -> list[float]:
+    """Seconds between the successive requests a simulator received on ``path``."""
+    times = stack.simulator_state(downstream)["arrivals"].get(path, [])
+    return [later - earlier for earlier, later in itertools.pairwise(times)]

@@ -1,17 +1,26 @@
-"""The Kubernetes manifests agree with the timeout hierarchy of the service."""
+"""The Kubernetes manifests agree with the timeout hierarchy of the service.
+
+Every number on the service's side is read where the service reads it: the
+policies through the service's own loader, the shutdown steps from serve.py and
+wiring.py.
+"""
 
 from __future__ import annotations
 
 import re
-import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+from examples.orders.serve import graceful_shutdown_timeout
+from examples.orders.wiring import CLOSE_SECONDS, OUTBOXES
+
+from seawall import Fallback, Outbox, OutboxEntry, Registry
+from tests.examples.conftest import POLICIES
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = (ROOT / "deploy/k8s/orders.yaml").read_text()
-POLICIES = tomllib.loads((ROOT / "examples/orders/policies.toml").read_text())
-
-READINESS_CHECK_TIMEOUT = 1.0  # examples/orders/wiring.py: Check(..., timeout=...)
-OUTBOX_FLUSH = 2.0  # wiring.SeawallWiring.close()
+REQUEST_DEADLINE = POLICIES.service.request_deadline
 
 
 def probe(name: str) -> dict[str, int]:
@@ -25,13 +34,32 @@ def number(pattern: str) -> float:
     return float(match.group(1))
 
 
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    """The service's Registry, built from its policies as the service builds it."""
+
+    async def deliver(entry: OutboxEntry) -> None:
+        return None
+
+    outboxes = {
+        name: Outbox(tmp_path / f"{name}.db", deliver=deliver)
+        for name in (*OUTBOXES, "compensations")
+    }
+    fallbacks = {"recommendations": Fallback.value([])}  # set in code by the wiring
+    try:
+        yield Registry.from_mapping(POLICIES.registry, outboxes=outboxes, fallbacks=fallbacks)
+    finally:
+        for outbox in outboxes.values():
+            outbox.close()
+
+
 def test_every_probe_is_configured() -> None:
     for name in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert {"periodSeconds", "timeoutSeconds", "failureThreshold"} <= set(probe(name))
 
 
 def test_readiness_probe_outlasts_each_check() -> None:
-    assert probe("readinessProbe")["timeoutSeconds"] > READINESS_CHECK_TIMEOUT
+    assert probe("readinessProbe")["timeoutSeconds"] > max(POLICIES.service.readiness.values())
 
 
 def test_liveness_checks_no_dependency() -> None:
@@ -40,21 +68,42 @@ def test_liveness_checks_no_dependency() -> None:
 
 def test_the_client_waits_longer_than_the_service() -> None:
     ingress = number(r'proxy-read-timeout: "(\d+)"')
-    assert ingress > POLICIES["request_deadline"]
+    assert ingress > REQUEST_DEADLINE
 
 
-def test_grace_period_covers_drain_requests_and_flush() -> None:
+def test_grace_period_covers_drain_requests_and_close() -> None:
+    """SIGTERM to exit, at worst: the drain, uvicorn's wait for requests, then the wiring's close()."""
     grace = number(r"terminationGracePeriodSeconds: (\d+)")
     drain = number(r'ORDERS_DRAIN_SECONDS, value: "(\d+)"')
-    assert grace > drain + POLICIES["request_deadline"] + OUTBOX_FLUSH
+    worst = drain + graceful_shutdown_timeout(REQUEST_DEADLINE) + CLOSE_SECONDS
+    assert grace >= worst + 1  # and a second for the process to start and end its exit
+    assert f"{drain:g} + {graceful_shutdown_timeout(REQUEST_DEADLINE)} + {CLOSE_SECONDS:g}" in (
+        MANIFEST
+    )  # the comment's arithmetic is these numbers
 
 
 def test_dependency_timeouts_nest_inside_the_request_deadline() -> None:
-    deps = POLICIES["dependencies"]
-    external = POLICIES["configs"]["external"]["timeout"]
     assert (
-        POLICIES["request_deadline"]
-        > deps["db_write"]["timeout"]
-        > external
-        > deps["db_read"]["timeout"]
+        30
+        > REQUEST_DEADLINE
+        > POLICIES.timeout("db_write")
+        > POLICIES.timeout("payment")
+        > POLICIES.timeout("db_read")
+        > POLICIES.service.cache_timeout
     )
+    assert POLICIES.timeout("db_prices") == POLICIES.timeout("db_read")
+
+
+def test_waiting_as_a_server_asks_still_fits_the_request_deadline(registry: Registry) -> None:
+    """Retry-After is honoured up to the backoff maximum: even at that, every retry fits."""
+    assert registry.request_deadline == REQUEST_DEADLINE
+    assert registry.problems == []
+    for dependency in registry:
+        retry, timeout = dependency.config.retry, dependency.config.timeout
+        if retry is None or timeout is None:
+            continue
+        attempts, backoff = retry.config.attempts, retry.config.backoff
+        worst = attempts * timeout + (attempts - 1) * backoff.maximum
+        assert worst <= REQUEST_DEADLINE, (dependency.name, worst)
+    # A rate limiter's "Retry-After: 2" is waited for in full.
+    assert registry["payment"].config.retry.config.backoff.maximum >= 2  # type: ignore[union-attr]

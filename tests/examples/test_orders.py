@@ -8,8 +8,12 @@ import time
 
 import httpx
 from examples.orders.stack import Stack
+from examples.orders.wiring import CLOSE_SECONDS
 
-from tests.examples.conftest import eventually, order
+from tests.examples.conftest import POLICIES, arrival_gaps, eventually, order
+
+DEADLINE_HEADER = "Seawall-Deadline-Ms"
+PAYMENT_TIMEOUT = POLICIES.timeout("payment")
 
 
 def test_happy_path(stack: Stack, orders: httpx.Client) -> None:
@@ -102,6 +106,7 @@ def test_payment_slow_fails_fast_keeps_products_fast_and_recovers(
         slow = list(pool.map(lambda _: order(orders), range(12)))  # 10 slow calls open it
         browsing.result(timeout=60)
     assert all(r.status_code == 201 for r in slow)
+    order_latencies = [r.elapsed.total_seconds() for r in slow]
     assert stack.service_state()["dependencies"]["payment"]["breaker"] == "open"
     started = time.monotonic()
     fast = order(orders)
@@ -109,12 +114,72 @@ def test_payment_slow_fails_fast_keeps_products_fast_and_recovers(
     assert time.monotonic() - started < 0.5  # fails fast: no call to payment
     assert fast.json()["dependency"] == "payment"
     assert int(fast.headers["retry-after"]) >= 1
+    order_latencies.append(fast.elapsed.total_seconds())
+    # Slow payment holds an order no longer than payment's own timeout allows.
+    assert statistics.quantiles(order_latencies, n=100)[98] < PAYMENT_TIMEOUT
     assert statistics.quantiles(product_latencies, n=100)[98] < 0.5  # isolated by bulkheads
     stack.fault("payment")  # payment recovers
     # open_duration (5 s), then two probes close it: no restart needed.
     eventually(lambda: order(orders).status_code == 201, timeout=15, interval=0.5)
     assert order(orders).status_code == 201
     assert stack.service_state()["dependencies"]["payment"]["breaker"] == "closed"
+
+
+def test_an_order_cut_off_by_its_deadline_is_undone(stack: Stack, orders: httpx.Client) -> None:
+    """The deadline cancels the request while payment works: the reservation and charge are undone."""
+    stack.fault("payment", latency=2.0)
+    body = {"user_id": "u-late", "items": [{"sku": "sku-001", "qty": 1}]}
+    r = orders.post("/orders", json=body, headers={DEADLINE_HEADER: "1000"})
+    assert r.status_code == 504, r.text
+
+    def undone() -> bool:
+        refunded = stack.simulator_state("payment")["refunded_orders"]
+        return (
+            len(refunded) == 1 and stack.simulator_state("inventory")["released_orders"] == refunded
+        )
+
+    eventually(undone, timeout=10, interval=0.2)
+    assert stack.simulator_state("inventory")["reservations"] == 1
+    payment = stack.simulator_state("payment")
+    assert payment["by_path"]["/charges"] == 1  # the charge went out: it may have been made
+    assert set(payment["charged_orders"]) <= set(payment["refunded_orders"])
+
+
+def test_payment_slower_than_httpx_default_is_waited_for_within_its_timeout(
+    stack: Stack, orders: httpx.Client
+) -> None:
+    """Between httpx's default 5 s and payment's own timeout: one attempt, one charge, confirmed."""
+    assert PAYMENT_TIMEOUT > 6.5
+    stack.fault("payment", latency=6.5)
+    r = order(orders)
+    assert r.status_code == 201, r.text
+    payment = stack.simulator_state("payment")
+    assert payment["by_path"]["/charges"] == 1
+    assert payment["charges"] == 1
+
+
+def test_payment_slower_than_its_timeout_is_cut_off_at_its_timeout(
+    stack: Stack, orders: httpx.Client
+) -> None:
+    """The first attempt gives up at payment's timeout, not httpx's default 5 s."""
+    stack.fault("payment", latency=PAYMENT_TIMEOUT + 1)
+    body = {"user_id": "u-slow", "items": [{"sku": "sku-001", "qty": 1}]}
+    # Room for one whole attempt and the start of the retry, which ends the test.
+    budget_ms = int((PAYMENT_TIMEOUT + 1) * 1000)
+    r = orders.post("/orders", json=body, headers={DEADLINE_HEADER: str(budget_ms)})
+    assert r.status_code in (503, 504), r.text
+    assert r.elapsed.total_seconds() < PAYMENT_TIMEOUT + 2
+    (gap,) = arrival_gaps(stack, "payment", "/charges")
+    assert PAYMENT_TIMEOUT - 0.1 <= gap < PAYMENT_TIMEOUT + 0.5, gap
+
+
+def test_retry_after_is_waited_for_as_asked(stack: Stack, orders: httpx.Client) -> None:
+    """A 429 with Retry-After: 2 is retried after 2 s, not after a lower backoff cap."""
+    stack.fault("payment", error_rate=1, status=429, retry_after=2)
+    r = order(orders)
+    assert r.status_code == 503
+    (gap,) = arrival_gaps(stack, "payment", "/charges")
+    assert 1.95 <= gap < 2.5, gap
 
 
 def test_lost_payment_responses_charge_once_per_order(stack: Stack, orders: httpx.Client) -> None:
@@ -181,7 +246,12 @@ def test_service_killed_with_events_in_its_outbox_delivers_them_after_restart(st
 
 
 def test_sigterm_turns_readiness_off_first_and_finishes_in_flight_requests(stack: Stack) -> None:
-    """Graceful shutdown: 503 on /readyz at once, the in-flight order completes, clean exit."""
+    """Graceful shutdown: 503 on /readyz at once, the in-flight order completes, clean exit.
+
+    Events that cannot be delivered by then stay in their outboxes on disk, and
+    the next process delivers them. The outboxes close at once, not in turn, so
+    the exit comes within the wiring's CLOSE_SECONDS of the last request.
+    """
     import signal
     import threading
 
@@ -189,11 +259,21 @@ def test_sigterm_turns_readiness_off_first_and_finishes_in_flight_requests(stack
 
     reset(stack)
     assert stack.service is not None
-    stack.fault("payment", latency=1.5)
     service = stack.service
+    for downstream in ("notification", "analytics"):
+        stack.fault(downstream, hang_rate=1)  # deliveries hang: events stay pending
     results: list[httpx.Response] = []
+    answered: list[float] = []
+
+    def in_flight_order(client: httpx.Client) -> None:
+        results.append(order(client))
+        answered.append(time.monotonic())
+
     with httpx.Client(base_url=service.url, timeout=30) as client:
-        in_flight = threading.Thread(target=lambda: results.append(order(client)))
+        for i in range(2):
+            assert order(client, user=f"t-{i}").status_code == 201
+        stack.fault("payment", latency=1.5)
+        in_flight = threading.Thread(target=in_flight_order, args=(client,))
         in_flight.start()
         time.sleep(0.3)  # the order is waiting on payment
         service.signal(signal.SIGTERM)
@@ -204,5 +284,17 @@ def test_sigterm_turns_readiness_off_first_and_finishes_in_flight_requests(stack
     assert results[0].status_code == 201  # finished, not cut off
     # uvicorn re-raises the signal once it has shut down, as a process should.
     assert service.popen.wait(timeout=30) in (0, -signal.SIGTERM)
+    # The drain (ORDERS_DRAIN_SECONDS=0.5 in Stack), what is left of the order, then close().
+    # After the last request, close(): every outbox waits at the same time as the others.
+    assert time.monotonic() - answered[0] < CLOSE_SECONDS + 0.5
+    for downstream in ("notification", "analytics"):
+        assert stack.simulator_state(downstream)["unique_events"] == 0  # none got through
+        stack.fault(downstream)
     stack.fault("payment")
-    stack.start_service()  # for the tests that follow
+    stack.start_service()  # on the same data directory; also for the tests that follow
+    for downstream in ("notification", "analytics"):
+
+        def delivered(downstream: str = downstream) -> bool:
+            return bool(stack.simulator_state(downstream)["unique_events"] == 3)
+
+        eventually(delivered, timeout=20, interval=0.25)
