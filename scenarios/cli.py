@@ -181,6 +181,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_fleet(seconds: float, progress: Progress) -> tuple[dict[str, Any] | None, str | None]:
+    """Run the fleet scenario; return its result, or why it could not run."""
+    progress.stage("7 fleet: 2 x 3 replicas, payment down (shared and not)")
+    try:
+        return fleet.run(seconds, rate=fleet.RATE), None
+    except (OSError, RuntimeError, SystemExit) as exc:
+        # The six scenarios' results are not lost for it.
+        error = f"the fleet scenario could not run: {exc}"
+        print(error, file=sys.stderr, flush=True)
+        return None, error
+    finally:
+        progress.advance(seconds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the scenarios; return the exit status (130 when interrupted)."""
     parser = _parser()
@@ -197,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress(STARTUP + sum(s.duration for s in scenarios) + fleet_seconds)
     stacks: dict[str, LoggedStack] = {}
     fleet_result: dict[str, Any] | None = None
+    fleet_error: str | None = None
     with sigterm_as_interrupt():
         try:
             progress.stage("starting 2 x (5 simulators + the order service)")
@@ -209,9 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stacks = {}
             if args.fleet:
                 # Its own six services and Redis, after the two stacks are gone.
-                progress.stage("7 fleet: 2 x 3 replicas, payment down (shared and not)")
-                fleet_result = fleet.run(fleet_seconds, rate=fleet.RATE)
-                progress.advance(fleet_seconds)
+                fleet_result, fleet_error = _run_fleet(fleet_seconds, progress)
         except KeyboardInterrupt:
             progress.close()
             print("interrupted: stopping every process", file=sys.stderr, flush=True)
@@ -233,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pins": pins,
             "version": __version__,
             "python": sys.version.split()[0],
-            "notes": _notes(analyses, pins),
+            "notes": _notes(analyses, pins) + ([fleet_error] if fleet_error else []),
         },
         "scenarios": analyses,
     }

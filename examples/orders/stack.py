@@ -38,10 +38,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, timeout: float) -> None:
+def _wait_http(url: str, timeout: float, popen: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if popen is not None and popen.poll() is not None:
+            # It exited (a failed startup): no point waiting out the timeout.
+            msg = f"{url}: the process exited with status {popen.returncode} before answering"
+            raise RuntimeError(msg)
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status < 500:
@@ -142,7 +146,7 @@ class Stack:
             self.services[replica] = process
         else:
             self.services.append(process)
-        _wait_http(process.url + "/healthz", 60)
+        _wait_http(process.url + "/healthz", 60, popen)
         return process
 
     def _spawn(self, args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
