@@ -11,7 +11,7 @@
   ``<!-- peer: name -->``    another library's code, for the migration notes:
                              compiled here, and run by
                              :func:`test_peer_examples_run_against_the_real_peers`
-                             in ``.venv-bench``, where the peers are installed;
+                             in a process of its own (the peers are in the dev lock);
   ``<!-- needs: redis -->``  run against a real Redis, whose URL is in the
                              ``REDIS_URL`` environment variable.
 
@@ -47,7 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted([*DOCS.rglob("*.md"), ROOT / "README.md"])
 EXTENSION = DOCS / "_ext" / "seawall_docstrings.py"
-BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
 _MARKER = re.compile(r"^\s*<!--\s*(?P<kind>[a-z]+)(?::\s*(?P<arg>.*?))?\s*-->\s*$")
@@ -203,7 +202,6 @@ def test_peer_example_compiles(block: Block) -> None:
     compile(block.code, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
-@pytest.mark.skipif(not BENCH_PYTHON.exists(), reason="no .venv-bench (scripts/bench makes it)")
 def test_peer_examples_run_against_the_real_peers(tmp_path: Path) -> None:
     """The peer side of every migration note runs, with its assertions, on the real library."""
     failures = []
@@ -220,7 +218,9 @@ def test_peer_examples_run_against_the_real_peers(tmp_path: Path) -> None:
             "    exec(code, ns)\n"
         )
         done = subprocess.run(
-            [str(BENCH_PYTHON), "-W", "ignore", str(script)],
+            # The peers are in the dev lock: each example runs in a process of
+            # its own, so one library's imports cannot leak into another's.
+            [sys.executable, "-W", "ignore", str(script)],
             capture_output=True,
             text=True,
             timeout=60,
