@@ -8,6 +8,7 @@ drift apart.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Literal
 
 from seawall import CircuitBreaker, CircuitOpenError
@@ -37,10 +38,15 @@ class Driver:
         *,
         raises: BaseException | None = None,
         takes: float = 0.0,
+        during: Callable[[], object] | None = None,
     ) -> Outcome:
+        """Make one call; ``during`` runs inside it, while the call is in flight."""
+
         def body() -> str:
             self.ran += 1
             self.clock.advance(takes)
+            if during is not None:
+                during()  # sync calls only: an async driver's loop is running
             if raises is not None:
                 raise raises
             return "value"

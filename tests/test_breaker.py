@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -282,25 +284,6 @@ def test_exactly_half_open_calls_probes_are_admitted(clock: FakeClock) -> None:
     assert b.state is State.CLOSED
 
 
-def test_hung_probe_counts_as_failed_after_half_open_max_wait(clock: FakeClock) -> None:
-    """A probe that never returns reopens the circuit after half_open_max_wait."""
-    b = make(clock, half_open_calls=1, half_open_max_wait=3.0)
-    for _ in range(4):
-        with pytest.raises(Boom), b:
-            raise Boom
-    clock.advance(10)
-    permit = b._core.acquire()  # the probe that hangs forever
-    clock.advance(2.9)
-    assert b.state is State.HALF_OPEN
-    with pytest.raises(CircuitOpenError):
-        b.call(lambda: None)
-    clock.advance(0.1)
-    assert b.state is State.OPEN
-    assert b.metrics.consecutive_openings == 2
-    b._core.on_success(permit, 13.0)  # the hung probe finally returns: too late to count
-    assert b.state is State.OPEN
-
-
 def test_a_probe_is_timed_from_its_own_admission(drive: Driver, clock: FakeClock) -> None:
     """A quiet HALF_OPEN (entered by a state read, e.g. a metrics scrape) does not age a probe."""
     b = make(clock, half_open_calls=1, half_open_max_wait=3.0)
@@ -374,6 +357,103 @@ def test_a_record_predicate_that_raises_counts_a_failure_and_keeps_the_error(
     assert len([r for r in caplog.records if "predicate" in r.getMessage()]) == 1
 
 
+def trip(b: CircuitBreaker, clock: FakeClock) -> None:
+    """Open ``b`` with four failures and let its open duration pass (sync calls only)."""
+    for _ in range(4):
+        with contextlib.suppress(Boom):
+            b.call(raise_boom)
+    clock.advance(10)
+    assert b.state is State.HALF_OPEN
+
+
+def raise_boom() -> None:
+    raise Boom
+
+
+def test_a_probe_in_flight_holds_its_slot(drive: Driver, clock: FakeClock) -> None:
+    """Exactly half_open_calls probes: this one, one more, and a third is refused."""
+    b = make(clock, half_open_calls=2)
+    trip(b, clock)
+
+    def meanwhile() -> None:
+        other = b._core.acquire()  # the second probe
+        with pytest.raises(CircuitOpenError) as info:
+            b.call(lambda: None)  # a third: no slot left
+        assert info.value.retry_after is None  # probes in flight: no schedule
+        b._core.on_success(other, 0.0)
+
+    assert drive(b, during=meanwhile) == "ok"
+    assert b.state is State.CLOSED  # both probes counted
+
+
+def test_hung_probe_counts_as_failed_after_half_open_max_wait(
+    drive: Driver, clock: FakeClock
+) -> None:
+    """A probe that outlives half_open_max_wait reopens the circuit; its late end counts for nothing."""
+    b = make(clock, half_open_calls=1, half_open_max_wait=3.0)
+    trip(b, clock)
+
+    def hang() -> None:
+        clock.advance(2.9)
+        assert b.state is State.HALF_OPEN
+        with pytest.raises(CircuitOpenError):
+            b.call(lambda: None)  # the one slot is this probe's
+        clock.advance(0.1)
+        assert b.state is State.OPEN
+        assert b.metrics.consecutive_openings == 2
+
+    assert drive(b, during=hang) == "ok"  # the hung probe finally returns: too late
+    assert b.state is State.OPEN
+
+
+def test_stale_failure_does_not_reopen_or_take_a_probe_slot(
+    drive: Driver, clock: FakeClock
+) -> None:
+    """A call admitted while CLOSED that fails after HALF_OPEN is ignored."""
+    b = make(clock, half_open_calls=1)
+    assert drive(b, raises=Boom(), during=lambda: trip(b, clock)) == "failed"
+    assert b.state is State.HALF_OPEN
+    b.call(lambda: None)  # the one probe slot is still free
+    assert b.state is State.CLOSED
+
+
+def test_stale_success_does_not_count_as_a_probe(drive: Driver, clock: FakeClock) -> None:
+    """A call admitted while CLOSED that succeeds in HALF_OPEN does not close it."""
+    b = make(clock, half_open_calls=1)
+    assert drive(b, during=lambda: trip(b, clock)) == "ok"
+    assert b.state is State.HALF_OPEN
+
+
+def test_stale_failure_does_not_count_in_the_next_closed_window(
+    drive: Driver, clock: FakeClock
+) -> None:
+    """A call started before an open/close cycle does not feed the fresh window."""
+    b = make(clock)
+
+    def cycle() -> None:
+        trip(b, clock)
+        b.call(lambda: None)
+        b.call(lambda: None)
+        assert b.state is State.CLOSED
+
+    assert drive(b, raises=Boom(), during=cycle) == "failed"
+    assert b.state is State.CLOSED
+    assert b.metrics.calls == 0
+
+
+def test_base_exceptions_free_a_probe_slot(drive: Driver, clock: FakeClock) -> None:
+    """An interrupt (sync) or a cancellation (async) in a probe counts as neither."""
+    b = make(clock, half_open_calls=1)
+    trip(b, clock)
+    error: BaseException = (
+        asyncio.CancelledError() if "async" in drive.kind else KeyboardInterrupt()
+    )
+    assert drive(b, raises=error) == "failed"  # it went through, unchanged
+    assert b.state is State.HALF_OPEN
+    b.call(lambda: None)  # the slot is free again
+    assert b.state is State.CLOSED
+
+
 def test_half_open_max_wait_defaults_to_open_duration(clock: FakeClock) -> None:
     """Without half_open_max_wait, a hung probe is given open_duration."""
     b = make(clock, half_open_calls=1, open_duration=7.0)
@@ -389,53 +469,6 @@ def test_half_open_max_wait_defaults_to_open_duration(clock: FakeClock) -> None:
 
 
 # -- generations -------------------------------------------------------------
-
-
-def test_stale_failure_does_not_reopen_or_take_a_probe_slot(clock: FakeClock) -> None:
-    """A call admitted while CLOSED that fails after HALF_OPEN is ignored."""
-    b = make(clock, half_open_calls=1)
-    stale = b._core.acquire()  # a slow call, admitted while CLOSED
-    for _ in range(4):
-        with pytest.raises(Boom), b:
-            raise Boom
-    clock.advance(10)
-    assert b.state is State.HALF_OPEN
-    b._core.on_error(stale, Boom(), 30.0)  # it finally fails
-    assert b.state is State.HALF_OPEN
-    b.call(lambda: None)  # the one probe slot is still free
-    assert b.state is State.CLOSED
-
-
-def test_stale_success_does_not_count_as_a_probe(clock: FakeClock) -> None:
-    """A call admitted while CLOSED that succeeds in HALF_OPEN does not close it."""
-    b = make(clock, half_open_calls=1)
-    stale = b._core.acquire()
-    for _ in range(4):
-        with pytest.raises(Boom), b:
-            raise Boom
-    clock.advance(10)
-    b._core.on_success(stale, 0.0)
-    assert b.state is State.HALF_OPEN
-
-
-def test_stale_failure_does_not_count_in_the_next_closed_window(clock: FakeClock) -> None:
-    """Calls started before an open/close cycle do not feed the fresh window."""
-    b = make(clock)
-    stale = [b._core.acquire() for _ in range(4)]
-    for _ in range(4):
-        with pytest.raises(Boom), b:
-            raise Boom
-    clock.advance(10)
-    b.call(lambda: None)
-    b.call(lambda: None)
-    assert b.state is State.CLOSED
-    for permit in stale:
-        b._core.on_error(permit, Boom(), 40.0)
-    assert b.state is State.CLOSED
-    assert b.metrics.calls == 0
-
-
-# -- classification ----------------------------------------------------------
 
 
 def test_ignored_exceptions_count_as_neither(drive: Driver, clock: FakeClock) -> None:
@@ -471,23 +504,6 @@ def test_record_predicate(drive: Driver, clock: FakeClock) -> None:
     drive(b, raises=Boom("5xx"))
     m = b.metrics
     assert (m.calls, m.failures) == (2, 1)
-
-
-def test_base_exceptions_free_a_probe_slot(clock: FakeClock) -> None:
-    """KeyboardInterrupt in a probe counts as neither and frees the slot."""
-    b = make(clock, half_open_calls=1)
-    for _ in range(4):
-        with pytest.raises(Boom), b:
-            raise Boom
-    clock.advance(10)
-    with pytest.raises(KeyboardInterrupt), b:
-        raise KeyboardInterrupt
-    assert b.state is State.HALF_OPEN
-    b.call(lambda: None)
-    assert b.state is State.CLOSED
-
-
-# -- operator controls --------------------------------------------------------
 
 
 def test_force_open_rejects_until_reset(drive: Driver, clock: FakeClock) -> None:
