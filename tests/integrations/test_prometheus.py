@@ -25,6 +25,7 @@ from seawall import (
     Fallback,
     Listeners,
     MemoryStaleStore,
+    Registry,
     Retry,
     RetryBudget,
     ThreadBulkhead,
@@ -625,3 +626,31 @@ def test_shared_store_outages_are_counted_and_shown_as_down() -> None:
     listeners.emit(StoreRecovered(name="shop", at=2.0, store="breakers", down_for=1.0))
     assert 'shared_store_up{kind="breakers",store="shop"} 1.0' in generate_latest(registry).decode()
     metrics.close()
+
+
+def test_one_call_installs_it_for_a_real_registry(registry: CollectorRegistry) -> None:
+    """prometheus.install(Registry): its dependencies' gauges and their calls' events."""
+    listeners = Listeners()
+    services = Registry.from_mapping(
+        {
+            "defaults": {"breaker": {"minimum_calls": 2, "window": {"kind": "count", "size": 4}}},
+            "dependencies": {
+                "payment": {"timeout": 1.0, "bulkhead": {"max_concurrent": 3, "kind": "thread"}},
+                "reviews": {
+                    "criticality": "degradable",
+                    "fallback": {"kind": "value", "value": []},
+                },
+            },
+        },
+        listeners=listeners,
+    )
+    prometheus.install(services, registry=registry, listeners=listeners)
+    assert services["payment"].call_sync(lambda: "paid") == "paid"
+    for _ in range(2):
+        assert services["reviews"].call_sync(fail) == []
+    s = scrape(registry)
+    assert value(s, "dependency_info", dependency="payment", criticality="critical") == 1
+    assert value(s, "dependency_calls_total", dependency="payment", outcome="success") == 1
+    assert value(s, "dependency_calls_total", dependency="reviews", outcome="fallback") == 2
+    assert value(s, "circuit_breaker_state", dependency="reviews", state="open") == 1
+    assert value(s, "bulkhead_max_concurrent", dependency="payment") == 3
