@@ -522,8 +522,17 @@ def test_seed_example_notification_stuck_does_not_delay_orders(
     async def main() -> None:
         await shop.outbox.start_async()
         try:
+            notify = shop.notification.bulkhead
+            assert notify is not None
             async with asyncio.timeout(20):
-                results = [await shop.process_order(i) for i in range(20)]
+                results = [await shop.process_order(0)]
+                while notify.in_use < 1:  # the first delivery hangs, holding the one permit
+                    await asyncio.sleep(0.01)
+                for i in range(1, 20):
+                    started = time.monotonic()
+                    results.append(await shop.process_order(i))
+                    assert time.monotonic() - started < 1.0  # no order waits on delivery
+                    assert notify.in_use == 1  # the pool stays saturated throughout
             assert results[3] == ("reservation-3", "charge-3")
             assert shop.notified == 0  # still stuck
             assert shop.outbox.depth == 20
