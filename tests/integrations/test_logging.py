@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from pythonjsonlogger.json import JsonFormatter as RealJsonFormatter
 
 from seawall import (
     Backoff,
@@ -378,6 +380,55 @@ def test_dotted_fields_work_with_json_and_format_strings(clock: FakeClock) -> No
     assert payload["seawall.state"] == "open"
     assert payload["seawall.calls"] == 4
     assert text.getvalue().startswith("ERROR [payment] circuit 'payment' OPEN")
+
+
+def _open_circuit_logged_through(formatter: logging.Formatter, clock: FakeClock) -> str:
+    """Open a circuit with a logger whose one handler uses ``formatter``; return the output."""
+    out = io.StringIO()
+    logger = logging.getLogger(f"{LOGGER}.{type(formatter).__name__}")
+    logger.propagate = False
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    try:
+        listeners = Listeners()
+        LoggingListener(logger, clock=clock).install(listeners)
+        dep = Dependency(
+            "payment", breaker=scenario.breaker("payment", clock, listeners), listeners=listeners
+        )
+        scenario.open_circuit(dep)
+    finally:
+        logger.removeHandler(handler)
+    return out.getvalue()
+
+
+def test_python_json_logger_gets_every_field_unchanged(clock: FakeClock) -> None:
+    """python-json-logger's JsonFormatter, as configured in many services, with no adapter."""
+    payload = json.loads(
+        _open_circuit_logged_through(RealJsonFormatter("%(levelname)s %(message)s"), clock)
+    )
+    assert payload["levelname"] == "ERROR"
+    assert payload["message"].startswith("circuit 'payment' OPEN")
+    assert payload["seawall.dependency"] == "payment"
+    assert payload["seawall.state"] == "open"
+    assert payload["seawall.calls"] == 4
+
+
+def test_structlog_processor_formatter_gets_every_field_unchanged(clock: FakeClock) -> None:
+    """structlog's ProcessorFormatter over stdlib records: ExtraAdder picks the fields up."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    payload = json.loads(_open_circuit_logged_through(formatter, clock))
+    assert payload["level"] == "error"
+    assert payload["event"].startswith("circuit 'payment' OPEN")
+    assert payload["seawall.dependency"] == "payment"
+    assert payload["seawall.failure_rate"] == 1.0
+    assert payload["seawall.calls"] == 4
 
 
 def test_nothing_logged_on_a_healthy_path(
