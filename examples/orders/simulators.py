@@ -37,6 +37,7 @@ from starlette.routing import Route
 
 from seawall.chaos import Action, Chaos, Fault
 from seawall.errors import ConfigError
+from seawall.integrations.httpx import DEADLINE_HEADER
 
 SERVICES = ("payment", "inventory", "notification", "recommendations", "analytics")
 CONTROL = "/_control"
@@ -56,6 +57,9 @@ class Records:
         # The latest arrival times per path (monotonic seconds: only the gaps
         # mean anything), so a test can see how long a retry waited.
         self.arrivals: defaultdict[str, deque[float]] = defaultdict(lambda: deque(maxlen=50))
+        # The deadline header of the latest requests per path, as sent (None:
+        # absent), so a test can see the caller's budget travel downstream.
+        self.deadlines: defaultdict[str, deque[str | None]] = defaultdict(lambda: deque(maxlen=50))
         self.charges: dict[str, dict[str, Any]] = {}  # idempotency key (or charge id) -> charge
         self.charges_per_order: Counter[str] = Counter()
         self.events: list[str] = []  # notification / analytics event ids, in arrival order
@@ -63,12 +67,13 @@ class Records:
         self.refunds: list[str] = []  # order ids refunded (a compensation), repeats included
         self.releases: list[str] = []  # order ids whose reservation was released
 
-    def arrived(self, path: str) -> None:
+    def arrived(self, path: str, deadline: str | None = None) -> None:
         with self.lock:
             self.received += 1
             self.by_second[int(time.time())] += 1
             self.by_path[path] += 1
             self.arrivals[path].append(time.monotonic())
+            self.deadlines[path].append(deadline)
 
     def summary(self) -> dict[str, Any]:
         with self.lock:
@@ -78,6 +83,7 @@ class Records:
                 "by_second": sorted(self.by_second.items()),
                 "by_path": dict(self.by_path),
                 "arrivals": {path: list(times) for path, times in self.arrivals.items()},
+                "deadlines": {path: list(sent) for path, sent in self.deadlines.items()},
                 "charges": len(self.charges),
                 "orders_charged_twice": sorted(
                     o for o, n in self.charges_per_order.items() if n > 1
@@ -238,6 +244,16 @@ async def _json(request: Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+DEADLINE_HEADER_BYTES = DEADLINE_HEADER.lower().encode("latin-1")
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 class FaultMiddleware:
     """Apply the simulator's current fault to every request but the control API."""
 
@@ -250,7 +266,7 @@ class FaultMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL):
             await self.app(scope, receive, send)
             return
-        self.records_of().arrived(scope["path"])
+        self.records_of().arrived(scope["path"], _header(scope, DEADLINE_HEADER_BYTES))
         decision = self.chaos.decide()
         if decision.delay:
             await asyncio.sleep(decision.delay)

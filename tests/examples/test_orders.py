@@ -36,6 +36,26 @@ def test_happy_path(stack: Stack, orders: httpx.Client) -> None:
     assert stack.service_state()["orders"] >= 1
 
 
+def test_the_callers_deadline_travels_downstream_and_garbage_is_ignored(
+    stack: Stack, orders: httpx.Client
+) -> None:
+    """Seawall-Deadline-Ms in, what is left of it out to payment; a malformed one is not a 500."""
+    item = {"user_id": "u-1", "items": [{"sku": "sku-001", "qty": 1}]}
+
+    def sent_to_payment() -> int:
+        return int(stack.simulator_state("payment")["deadlines"]["/charges"][-1])
+
+    r = orders.post("/orders", json=item, headers={"Seawall-Deadline-Ms": "3000"})
+    assert r.status_code == 201, r.text
+    assert 0 < sent_to_payment() <= 3000  # the caller's budget, less what was spent
+    garbage_values: tuple[str | bytes, ...] = ("soon", "-5", "1e3", "0x10", "1" * 40, b"\xb9\xb2")
+    for garbage in garbage_values:
+        r = orders.post("/orders", json=item, headers={"Seawall-Deadline-Ms": garbage})
+        assert r.status_code == 201, (garbage, r.text)
+        # The server's default budget (25 s) instead, never the garbage.
+        assert 3000 < sent_to_payment() <= POLICIES.service.request_deadline * 1000
+
+
 def test_bad_input_is_422_with_json(orders: httpx.Client) -> None:
     for body in (
         {"user_id": "u"},
