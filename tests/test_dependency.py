@@ -213,6 +213,21 @@ def test_each_attempt_is_limited_by_the_timeout() -> None:
     assert calls == 2
 
 
+def test_a_retried_error_does_not_chain_to_the_first_one() -> None:
+    """Each attempt's error stands alone, as with Retry.call_async: no 'during handling of'."""
+    dep = Dependency(
+        "pay",
+        retry=Retry(attempts=3, backoff=Backoff.constant(0.0), listeners=Listeners()),
+        listeners=Listeners(),
+    )
+    flaky = Flaky(ConnectionError("first"), ConnectionError("second"), ConnectionError("third"))
+    with pytest.raises(DependencyUnavailable) as info:
+        run(dep.call(flaky.async_))
+    assert str(info.value.cause) == "third"
+    assert info.value.cause is not None
+    assert info.value.cause.__context__ is None
+
+
 def test_the_ambient_deadline_bounds_a_call_without_timeout() -> None:
     async def hang() -> None:
         await asyncio.sleep(10)
@@ -828,3 +843,38 @@ def test_a_stale_store_that_cannot_keep_a_value_never_fails_the_call(
             else:
                 assert run(dep.call(Flaky(answer=9.5).async_)) == 9.5
     assert len([r for r in caplog.records if "stale store" in r.getMessage()]) == 1
+
+
+def test_an_attempt_whose_time_went_on_waiting_for_a_permit_is_not_started() -> None:
+    """Handed a permit after its deadline: give it back; no call, no failure on the breaker."""
+    b = CircuitBreaker("pay", window=CountWindow(10), minimum_calls=1, listeners=Listeners())
+    bulkhead = Bulkhead("pay", max_concurrent=1, max_wait=5.0, listeners=Listeners())
+    dep = Dependency("pay", timeout=0.1, breaker=b, bulkhead=bulkhead, listeners=Listeners())
+    gate = asyncio.Event()
+    started: list[str] = []
+
+    async def holder() -> str:
+        await gate.wait()
+        time.sleep(0.15)  # keeps the loop busy past the waiter's deadline, then frees the permit
+        return "held"
+
+    async def late() -> str:
+        started.append("late")
+        return "too late"
+
+    async def main() -> list[Any]:
+        async with asyncio.timeout(5):
+            first = asyncio.create_task(dep.call(holder))
+            await asyncio.sleep(0)
+            second = asyncio.create_task(dep.call(late))
+            await asyncio.sleep(0.03)
+            gate.set()
+            return await asyncio.gather(first, second, return_exceptions=True)
+
+    held, refused = run(main())
+    assert held == "held"
+    assert isinstance(refused, DependencyUnavailable)
+    assert isinstance(refused.cause, DeadlineExceeded)
+    assert started == []
+    assert (b.metrics.calls, b.metrics.failures) == (1, 0)
+    assert bulkhead.in_use == 0

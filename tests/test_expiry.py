@@ -7,7 +7,10 @@ Each test runs for tens of milliseconds of real time, under an outer
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -199,3 +202,27 @@ def test_one_dependency_on_two_event_loops_at_once() -> None:
                 assert isinstance(result, DependencyUnavailable), result
             else:
                 assert result == "ok"
+
+
+def test_a_finished_call_is_not_kept_alive_behind_a_running_one() -> None:
+    """Entries behind a hung call wait in the queue; their tasks must not."""
+    dep = dependency(5.0)
+
+    async def main() -> None:
+        async with asyncio.timeout(5):
+            hung = asyncio.create_task(dep.call(hang))
+            await asyncio.sleep(0)
+            done = asyncio.create_task(dep.call(quick))
+            assert await done == "ok"
+            assert dep._expiry is not None
+            assert len(dep._expiry) == 2  # the finished entry waits behind the hung one
+            gone = weakref.ref(done)
+            del done
+            await asyncio.sleep(0)  # the loop drops its handle of the wake-up that ran
+            gc.collect()
+            assert gone() is None
+            hung.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await hung
+
+    asyncio.run(main())

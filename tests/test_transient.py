@@ -237,3 +237,14 @@ def test_database_and_cache_errors_by_name() -> None:
     assert not transient(sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate")))
     assert not transient(psycopg.ProgrammingError("syntax"))
     assert not transient(redis.ResponseError("WRONGTYPE"))
+
+
+def test_removed_statuses_are_remembered_until_added_again() -> None:
+    """So that code widening a classifier (the httpx integration) can leave them out."""
+    narrowed = transient.without(500, 507)
+    assert narrowed.excluded_statuses == {500, 507}
+    assert 500 not in narrowed.statuses
+    again = narrowed.with_(507)
+    assert again.excluded_statuses == {500}
+    assert 507 in again.statuses
+    assert transient.excluded_statuses == frozenset()

@@ -77,6 +77,9 @@ class Expiry:
     def finish(self, entry: list[Any]) -> None:
         """Mark ``entry`` finished, and drop finished entries from the queue's head."""
         entry[STATE] = DONE
+        # An entry can wait behind a longer call still running; it must not
+        # keep its finished task (its result, its traceback) alive meanwhile.
+        entry[TASK] = None
         entries = self._entries
         # Calls mostly end in the order they started, so this pops one entry;
         # an entry still running at the head holds the rest until it ends or

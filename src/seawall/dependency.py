@@ -371,20 +371,21 @@ class Dependency:
                 if deposit is not None:
                     deposit()
                 start = retry._now() if retry.config.max_elapsed is not None else None
+                first: Exception | None = None
                 try:
                     result = await self._attempt(fn, args, kwargs)
-                except Exception as first:
-                    if not retry._retryable(first):
+                except Exception as exc:
+                    if not retry._retryable(exc):
                         raise
+                    first, result = exc, None
+                # Retried outside the except block, as Retry.call_async does:
+                # later errors must not chain to the first one as their context.
+                if first is not None or (
+                    retry.config.on_result is not None and retry.config.on_result(result)
+                ):
                     result = await retry._again_async(
-                        self._attempt, (fn, args, kwargs), {}, first, None, start=start
+                        self._attempt, (fn, args, kwargs), {}, first, result, start=start
                     )
-                else:
-                    on_result = retry.config.on_result
-                    if on_result is not None and on_result(result):
-                        result = await retry._again_async(
-                            self._attempt, (fn, args, kwargs), {}, None, result, start=start
-                        )
         except Exception as exc:
             return await self._answer_failure(exc, started, fn, args, kwargs)
         stale = self._stale
@@ -462,6 +463,7 @@ class Dependency:
                     # A full bulkhead says nothing about the dependency's health.
                     _release(breaker, permit)
                     raise
+                self._check_time_left(permit, when)
             t0 = self._now() if breaker is not None and breaker._timed else 0.0
             expiry = self._expiry
             if expiry is None or expiry.loop is not loop:
@@ -482,6 +484,17 @@ class Dependency:
             return result
         finally:
             close_scope(token)
+
+    def _check_time_left(self, permit: int, when: float | None) -> None:
+        """After waiting for a permit: if the attempt's time is gone, give both back and stop.
+
+        Starting ``fn`` with no time left would only time it out (and count a
+        failure against the dependency for a wait that was the caller's).
+        """
+        if when is not None and _monotonic() >= when:
+            cast("Bulkhead | ThreadBulkhead", self._bulkhead).release()
+            _release(self._breaker, permit)
+            raise expired(self.name, 0.0, self._listeners)
 
     def _attempt_failed(
         self,
@@ -526,6 +539,7 @@ class Dependency:
                 # A full bulkhead says nothing about the dependency's health.
                 _release(breaker, permit)
                 raise
+            self._check_time_left(permit, when)
         t0 = self._now() if breaker is not None and breaker._timed else 0.0
         try:
             if when is None:
@@ -683,6 +697,7 @@ class Dependency:
                 except BaseException:
                     _release(breaker, permit)
                     raise
+                self._check_time_left(permit, current_deadline())
             t0 = self._now() if breaker is not None and breaker._timed else 0.0
             try:
                 result = fn(*args, **kwargs)

@@ -258,13 +258,16 @@ class Listeners:
 
     Policies emit to the process-wide :data:`LISTENERS` unless built with a
     ``listeners=`` of their own (tests do this to observe one policy alone).
-    Registration is thread-safe; emitting takes no lock.
+    Registration is thread-safe. Emitting takes no lock, except the first
+    emit of an event type after a change, which resolves its listeners under
+    the registration lock (reentrant: a listener or finalizer that emits while
+    it is held does not deadlock).
     """
 
     __slots__ = ("_by_type", "_failed", "_lock", "_registrations")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._registrations: tuple[_Registration, ...] = ()
         # Resolved per concrete event type on first emit; replaced whole on change,
         # so readers never see a half-built mapping.

@@ -156,7 +156,15 @@ class Transient:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_excluded", "_extra", "_predicates", "_refused", "_types", "statuses")
+    __slots__ = (
+        "_excluded",
+        "_extra",
+        "_predicates",
+        "_refused",
+        "_types",
+        "excluded_statuses",
+        "statuses",
+    )
 
     def __init__(
         self,
@@ -166,11 +174,15 @@ class Transient:
         excluded: tuple[type[BaseException], ...] = (),
         extra: tuple[type[BaseException], ...] = (),
         predicates: tuple[Callable[[BaseException], bool], ...] = (),
+        excluded_statuses: Iterable[int] = (),
     ) -> None:
         statuses = frozenset(statuses)
         _validate.fail_if([m for s in statuses for m in _check_status(s)])
         #: The HTTP statuses that are retried.
         self.statuses: frozenset[int] = statuses
+        #: The statuses removed with :meth:`without`, kept so that code that
+        #: widens a classifier (the httpx integration) leaves them out.
+        self.excluded_statuses: frozenset[int] = frozenset(excluded_statuses) - statuses
         self._types = types
         self._excluded = excluded
         # Rejections first: "never retry a rejection" is not negotiable.
@@ -203,6 +215,7 @@ class Transient:
         extra = list(self._extra)
         excluded = list(self._excluded)
         predicates = list(self._predicates)
+        dropped = set(self.excluded_statuses)
         errors: list[str] = []
         for item in what:
             thing: object = item  # typed, but callers may not be
@@ -212,6 +225,7 @@ class Transient:
             elif isinstance(thing, int):
                 errors += _check_status(thing)
                 statuses.add(thing)
+                dropped.discard(thing)
             elif callable(thing):
                 predicates.append(cast("Callable[[BaseException], bool]", thing))
             else:
@@ -219,7 +233,7 @@ class Transient:
                     f"with_() takes statuses, exception types or predicates, got {item!r}"
                 )
         _validate.fail_if(errors)
-        return self._copy(statuses, extra, excluded, predicates)
+        return self._copy(statuses, extra, excluded, predicates, dropped)
 
     def without(self, *what: int | type[BaseException]) -> Self:
         """Return a classifier that never retries these statuses or exception types.
@@ -230,6 +244,7 @@ class Transient:
         statuses = set(self.statuses)
         extra = list(self._extra)
         excluded = list(self._excluded)
+        dropped = set(self.excluded_statuses)
         errors: list[str] = []
         for item in what:
             thing: object = item  # typed, but callers may not be
@@ -239,10 +254,11 @@ class Transient:
             elif isinstance(thing, int):
                 errors += _check_status(thing)
                 statuses.discard(thing)
+                dropped.add(thing)
             else:
                 errors.append(f"without() takes statuses or exception types, got {item!r}")
         _validate.fail_if(errors)
-        return self._copy(statuses, extra, excluded, list(self._predicates))
+        return self._copy(statuses, extra, excluded, list(self._predicates), dropped)
 
     def _copy(
         self,
@@ -250,6 +266,7 @@ class Transient:
         extra: list[type[BaseException]],
         excluded: list[type[BaseException]],
         predicates: list[Callable[[BaseException], bool]],
+        dropped: set[int],
     ) -> Self:
         return type(self)(
             statuses=statuses,
@@ -257,6 +274,7 @@ class Transient:
             excluded=tuple(excluded),
             extra=tuple(extra),
             predicates=tuple(predicates),
+            excluded_statuses=dropped,
         )
 
     def __repr__(self) -> str:

@@ -199,6 +199,15 @@ def test_the_callers_own_classifiers_decide(
         call(Dependency("down", retry=narrowed, listeners=Listeners()), "GET", "/x")
     assert len(downstream.requests("/x")) == 1
     downstream.reset()
+    # A status the integration adds (507) stays out when the caller removed it.
+    no_507 = Retry(
+        attempts=3, backoff=BACKOFF, on=transient.without(507), clock=clock, listeners=Listeners()
+    )
+    downstream.script("/x", respond(507), ok())
+    with pytest.raises(DependencyUnavailable):
+        call(Dependency("down", retry=no_507, listeners=Listeners()), "GET", "/x")
+    assert len(downstream.requests("/x")) == 1
+    downstream.reset()
     own = Retry(
         attempts=3,
         backoff=BACKOFF,

@@ -34,11 +34,12 @@ it stays so. For a routed dependency whose retry classifies with a
 ``without``), and whose ``unavailable_on`` is the default
 :func:`~seawall.dependency.is_unavailable`, the transport runs its requests
 through a twin of the dependency -- the same breaker, bulkhead, retry budget,
-listeners and fallback -- whose classifiers also accept an
-:class:`UpstreamStatusError` of any other 5xx of ``failure_statuses`` (506 to
-599). The dependency itself is left as it is. A classifier of your own (a
-predicate, exception types) decides alone; to have one of these statuses
-returned as an answer, leave it out of ``failure_statuses``.
+listeners and fallback -- whose classifiers also accept the other 5xx of
+``failure_statuses`` (506 to 599), except the statuses removed with
+``without()`` (``transient.without(507)`` keeps 507 from being retried). The
+dependency itself is left as it is. A classifier of your own (a predicate,
+exception types) decides alone; to have one of these statuses returned as an
+answer, leave it out of ``failure_statuses``.
 
 **When it fails.** A CRITICAL dependency raises
 :class:`~seawall.errors.DependencyUnavailable` once its policies give up; its
@@ -246,7 +247,9 @@ def _classified(dependency: Dependency) -> Dependency:
         twin._retry = Retry(
             attempts=c.attempts,
             backoff=c.backoff,
-            on=on.with_(_server_failure),
+            # As statuses, not a predicate: one the caller removed with
+            # without() stays removed (an added predicate would win over it).
+            on=on.with_(*sorted(_MORE_SERVER_FAILURES - on.excluded_statuses)),
             on_result=c.on_result,
             max_elapsed=c.max_elapsed,
             respect_retry_after=c.respect_retry_after,
