@@ -22,18 +22,16 @@ import asyncio
 import contextlib
 import math
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from examples.orders.settings import DOWNSTREAMS
-from examples.orders.stack import ROOT, Stack
+from examples.orders.stack import Stack
 
 from .load import Result, Target, run_open_loop, schedule
 from .timeline import DB_TARGETS, Scenario, Step
@@ -45,20 +43,6 @@ CONTROL_TIMEOUT = 5.0
 
 class LoggedStack(Stack):
     """A :class:`Stack` whose processes write their output to a log file, not our terminal."""
-
-    log: IO[bytes] | None = None
-
-    def _spawn(self, args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        # Stack._spawn, with the children's stdout and stderr sent to self.log.
-        return subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT if self.log is not None else None,
-        )
 
     def pids(self) -> list[int]:
         """The process ids of every process of the stack."""
@@ -225,14 +209,7 @@ async def _quiet(client: httpx.AsyncClient, stack: Stack) -> bool:
 
 async def reset(client: httpx.AsyncClient, stacks: Mapping[str, Stack], settle: float) -> None:
     """Clear every fault, let the services settle (at most ``settle`` s), reset records."""
-    jobs = []
-    for stack in stacks.values():
-        assert stack.service is not None
-        jobs.append(_control(client, "DELETE", stack.service.url + "/_admin/faults/all"))
-        jobs += [
-            _control(client, "DELETE", s.url + "/_control/fault") for s in stack.simulators.values()
-        ]
-    await asyncio.gather(*jobs)
+    await _everywhere(client, stacks, "DELETE", "/_admin/faults/all", "/_control/fault")
     deadline = time.monotonic() + settle
     await asyncio.sleep(min(0.5, settle))
     while time.monotonic() < deadline:
@@ -240,12 +217,23 @@ async def reset(client: httpx.AsyncClient, stacks: Mapping[str, Stack], settle: 
         if all(quiet):
             break
         await asyncio.sleep(0.25)
+    await _everywhere(client, stacks, "POST", "/_admin/reset", "/_control/reset")
+
+
+async def _everywhere(
+    client: httpx.AsyncClient,
+    stacks: Mapping[str, Stack],
+    method: str,
+    service_path: str,
+    simulator_path: str,
+) -> None:
+    """Send one control request to every service and simulator of every stack, at once."""
     jobs = []
     for stack in stacks.values():
         assert stack.service is not None
-        jobs.append(_control(client, "POST", stack.service.url + "/_admin/reset"))
+        jobs.append(_control(client, method, stack.service.url + service_path))
         jobs += [
-            _control(client, "POST", s.url + "/_control/reset") for s in stack.simulators.values()
+            _control(client, method, s.url + simulator_path) for s in stack.simulators.values()
         ]
     await asyncio.gather(*jobs)
 

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .settings import DOWNSTREAMS
 
@@ -98,6 +98,8 @@ class Stack:
     replicas: int = 1
     simulators: dict[str, Process] = field(default_factory=dict)
     services: list[Process] = field(default_factory=list)
+    #: Where the children's stdout and stderr go (``None``: this terminal).
+    log: IO[bytes] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -156,6 +158,8 @@ class Stack:
             env={**os.environ, "PYTHONPATH": str(ROOT), **env},
             start_new_session=True,
             stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT if self.log is not None else None,
         )
 
     def stop(self) -> None:
