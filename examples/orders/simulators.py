@@ -11,11 +11,29 @@ double charge is visible -- and a control API to break it at run time::
     PUT    /_control/fault   {"drop_rate": 1}                  close the connection
     PUT    /_control/fault   {"lose_response_rate": 1}         commit, then close
     DELETE /_control/fault                                     healthy again
-    GET    /_control                                           fault, counters
-    POST   /_control/reset                                     forget records
+    PUT    /_control/capacity {"workers": 4, "scale": 2.0}     fewer workers, slower work
+    GET    /_control/capacity                                  the capacity in force
+    GET    /_control                                           fault, counters, load per second
+    POST   /_control/reset                                     forget records, empty the queue,
+                                                               back to the start's capacity
 
 The fault logic is :mod:`seawall.chaos`, the same that tests use in process.
-Run one with ``python -m examples.orders.simulators payment --port 9101``.
+
+Each simulator has a finite capacity (:mod:`examples.orders.capacity`): a few
+workers and a FIFO queue, sized per service in :data:`SIZING` (see
+docs/scenarios.md for why). A request queues for a worker and holds it for its
+service time plus the fault's ``latency``; a caller that gives up does not
+free the worker (the work is counted as wasted) unless ``notice_disconnect``
+is set. Which requests take a worker:
+
+* passed requests, lost responses (the work is done, then the line is cut), and
+  failures with a 5xx status: the server tried and failed, after the work;
+* not a 429 (a rate limiter answers at the door), a dropped connection (nothing
+  is done) or a hang (a stuck host, holding the connection only).
+
+Run one with ``python -m examples.orders.simulators payment --port 9101``
+(``--capacity '{"workers": 2}'`` to change its sizing, ``--unlimited`` for the
+old model, in which each request only sleeps).
 """
 
 from __future__ import annotations
@@ -35,12 +53,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from seawall.chaos import Action, Chaos, Fault
+from seawall.chaos import Action, Chaos, Decision, Fault
 from seawall.errors import ConfigError
 from seawall.integrations.httpx import DEADLINE_HEADER
 
+from .capacity import Capacity, Gone, Refused, Workers
+
 SERVICES = ("payment", "inventory", "notification", "recommendations", "analytics")
 CONTROL = "/_control"
+
+#: Each simulator's capacity by default: at the scenarios' standard load (10
+#: orders/s, each reaching payment, inventory, notification and analytics
+#: once, and 5 recommendation pages/s) every service runs at 15-25 % of what
+#: its workers can do, and at 50-60 % under the retry storm's 30 orders/s: a
+#: service provisioned with headroom for a surge, not for retries on top of
+#: one. Payment is the slowest (a card network behind it): 12 workers of
+#: 0.15-0.25 s, 60 charges/s. docs/scenarios.md says what each fault makes of it.
+SIZING: dict[str, Capacity] = {
+    "payment": Capacity(workers=12, service_time=0.15, jitter=0.1),
+    "inventory": Capacity(workers=4, service_time=0.05, jitter=0.05),
+    "notification": Capacity(workers=2, service_time=0.03, jitter=0.02),
+    "analytics": Capacity(workers=2, service_time=0.03, jitter=0.02),
+    "recommendations": Capacity(workers=4, service_time=0.1, jitter=0.1),
+}
 
 # Generic popular items; recommendations personalise a rotation of the catalogue.
 CATALOGUE = [f"sku-{n:03d}" for n in range(1, 41)]
@@ -98,13 +133,23 @@ class Records:
             }
 
 
-def create_app(service: str, *, chaos: Chaos | None = None) -> Any:
-    """Build the ASGI app of one simulator (faults applied to every non-control path)."""
+def create_app(  # noqa: C901 - one small handler per control endpoint
+    service: str, *, chaos: Chaos | None = None, capacity: Capacity | None = None
+) -> Any:
+    """Build the ASGI app of one simulator (faults applied to every non-control path).
+
+    Args:
+        service: Which simulator (one of :data:`SERVICES`).
+        chaos: Its fault knob (default: none).
+        capacity: Its workers and service times (default: :data:`SIZING`).
+    """
     if service not in SERVICES:
         msg = f"unknown service {service!r}; one of {SERVICES}"
         raise ValueError(msg)
     chaos = chaos or Chaos()
     records = Records()
+    initial = SIZING[service] if capacity is None else capacity
+    workers = Workers(initial)
 
     async def control(request: Request) -> Response:
         return JSONResponse(
@@ -112,9 +157,23 @@ def create_app(service: str, *, chaos: Chaos | None = None) -> Any:
                 "service": service,
                 "fault": chaos.fault.to_mapping(),
                 "actions": {a.value: n for a, n in chaos.counts.items()},
+                "load": workers.figures(),
             }
             | records.summary()
         )
+
+    async def get_capacity(request: Request) -> Response:
+        return JSONResponse({"capacity": workers.capacity.to_mapping()})
+
+    async def set_capacity(request: Request) -> Response:
+        try:
+            data = json.loads(await request.body() or b"{}")
+            if not isinstance(data, dict):
+                raise TypeError("a JSON object")  # noqa: TRY301
+            workers.configure(workers.capacity.changed(data))
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": "bad_capacity", "detail": str(exc)}, status_code=422)
+        return JSONResponse({"capacity": workers.capacity.to_mapping()})
 
     async def set_fault(request: Request) -> Response:
         try:
@@ -131,19 +190,25 @@ def create_app(service: str, *, chaos: Chaos | None = None) -> Any:
         return JSONResponse({"fault": chaos.fault.to_mapping()})
 
     async def reset(request: Request) -> Response:
-        nonlocal records
+        # The queue is emptied (its requests answered 503): what a scenario
+        # left queued must not be served into the next one.
+        nonlocal records, workers
+        flushed = workers.flush()
         records = Records()
-        return JSONResponse({"reset": True})
+        workers = Workers(initial)
+        return JSONResponse({"reset": True, "flushed": flushed})
 
     routes = [
         Route(CONTROL, control, methods=["GET"]),
         Route(f"{CONTROL}/fault", set_fault, methods=["PUT"]),
         Route(f"{CONTROL}/fault", clear_fault, methods=["DELETE"]),
+        Route(f"{CONTROL}/capacity", get_capacity, methods=["GET"]),
+        Route(f"{CONTROL}/capacity", set_capacity, methods=["PUT"]),
         Route(f"{CONTROL}/reset", reset, methods=["POST"]),
         *_service_routes(service, lambda: records),
     ]
     app = Starlette(routes=routes)
-    return FaultMiddleware(app, chaos, lambda: records)
+    return FaultMiddleware(app, chaos, lambda: records, lambda: workers)
 
 
 def _service_routes(service: str, records_of: Any) -> list[Route]:  # noqa: C901 - one small handler per endpoint
@@ -255,12 +320,15 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
 
 
 class FaultMiddleware:
-    """Apply the simulator's current fault to every request but the control API."""
+    """Apply the simulator's current fault and capacity to every request but the control API."""
 
-    def __init__(self, app: Any, chaos: Chaos, records_of: Any) -> None:
+    def __init__(
+        self, app: Any, chaos: Chaos, records_of: Any, workers_of: Any | None = None
+    ) -> None:
         self.app = app
         self.chaos = chaos
         self.records_of = records_of
+        self.workers_of = workers_of
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL):
@@ -268,6 +336,21 @@ class FaultMiddleware:
             return
         self.records_of().arrived(scope["path"], _header(scope, DEADLINE_HEADER_BYTES))
         decision = self.chaos.decide()
+        action = decision.action
+        workers: Workers | None = None if self.workers_of is None else self.workers_of()
+        # A 429 (a rate limiter) or another 4xx refusal is answered at the door.
+        at_the_door = action in (Action.HANG, Action.DROP) or (
+            action is Action.FAIL and decision.status < 500
+        )
+        if workers is None or not workers.capacity.limited or at_the_door:
+            await self._answer(decision, scope, receive, send)
+            return
+        await self._queued(workers, decision, scope, receive, send)
+
+    async def _answer(
+        self, decision: Decision, scope: dict[str, Any], receive: Any, send: Any
+    ) -> None:
+        """The infinite-capacity path: wait the fault's delay, then act."""
         if decision.delay:
             await asyncio.sleep(decision.delay)
         action = decision.action
@@ -278,24 +361,91 @@ class FaultMiddleware:
             await _drop(send, receive)
             return
         if action is Action.FAIL:
-            body = json.dumps({"error": "injected", "status": decision.status}).encode()
-            headers = [(b"content-type", b"application/json")]
-            headers += [(k.lower().encode(), v.encode()) for k, v in decision.headers.items()]
-            await send(
-                {"type": "http.response.start", "status": decision.status, "headers": headers}
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _fail(send, decision)
             return
         if action is Action.LOSE_RESPONSE:
-            # Let the service do the work (commit a charge), then cut the line
-            # before the answer leaves: the caller cannot know it succeeded.
-            async def swallow(message: dict[str, Any]) -> None:
-                return None
-
-            await self.app(scope, receive, swallow)
+            await self.app(scope, receive, _swallow)
             await _drop(send, receive)
             return
         await self.app(scope, receive, send)
+
+    async def _queued(
+        self, workers: Workers, decision: Decision, scope: dict[str, Any], receive: Any, send: Any
+    ) -> None:
+        """Wait for a worker, work, then answer -- or do the work for nobody."""
+        body = await _read_body(receive)
+        gone = asyncio.Event()
+        watch = asyncio.create_task(_watch(receive, gone))
+        try:
+            present = await workers.serve(decision.delay, gone)
+        except Refused:
+            watch.cancel()
+            if not gone.is_set():
+                await _fail(send, Decision(0.0, Action.FAIL, 503, {"Retry-After": "1"}))
+            return
+        except Gone:
+            return  # the server noticed the caller leave, and stopped
+        finally:
+            watch.cancel()
+        replay = _replay(body, receive)
+        action = decision.action
+        if action is Action.FAIL:
+            if present:
+                await _fail(send, decision)
+            return
+        if not present or action is Action.LOSE_RESPONSE:
+            # The work is done all the same: a charge is committed that its
+            # caller will never hear of (and a retry may make a second one).
+            await self.app(scope, replay, _swallow)
+            if present:
+                await _drop(send, receive)
+            return
+        await self.app(scope, replay, send)
+
+
+async def _swallow(message: dict[str, Any]) -> None:
+    return None
+
+
+async def _fail(send: Any, decision: Decision) -> None:
+    body = json.dumps({"error": "injected", "status": decision.status}).encode()
+    headers = [(b"content-type", b"application/json")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in decision.headers.items()]
+    await send({"type": "http.response.start", "status": decision.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _watch(receive: Any, gone: asyncio.Event) -> None:
+    """Set ``gone`` when the caller disconnects (the body has been read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """A ``receive`` that gives the app the body read already, then the real channel."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return dict(await receive())
+
+    return replay
 
 
 async def _until_disconnected(receive: Any) -> None:
@@ -322,9 +472,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("service", choices=SERVICES)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--capacity",
+        default="{}",
+        help="JSON changes to the service's default sizing, e.g. '{\"workers\": 2}'",
+    )
+    parser.add_argument(
+        "--unlimited", action="store_true", help="no queue: every request only sleeps"
+    )
     args = parser.parse_args(argv)
+    try:
+        changes = json.loads(args.capacity)
+        if not isinstance(changes, dict):
+            raise TypeError("--capacity must be a JSON object")  # noqa: TRY301
+        if args.unlimited:
+            changes["workers"] = None
+        capacity = SIZING[args.service].changed(changes)
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
     uvicorn.run(
-        create_app(args.service),
+        create_app(args.service, capacity=capacity),
         host="127.0.0.1",
         port=args.port,
         http="h11",  # _drop() knows h11's request cycle

@@ -100,6 +100,10 @@ class Stack:
     services: list[Process] = field(default_factory=list)
     #: Where the children's stdout and stderr go (``None``: this terminal).
     log: IO[bytes] | None = None
+    #: Per simulator, changes to its default capacity (simulators.SIZING), e.g.
+    #: ``{"payment": {"workers": 4}}``; ``{"payment": {"workers": None}}`` for
+    #: the unlimited model, where each request only sleeps.
+    capacity: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     _tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -112,9 +116,10 @@ class Stack:
         try:
             for name in DOWNSTREAMS:
                 port = free_port()
-                popen = self._spawn(
-                    ["-m", "examples.orders.simulators", name, "--port", str(port)], {}
-                )
+                args = ["-m", "examples.orders.simulators", name, "--port", str(port)]
+                if name in self.capacity:
+                    args += ["--capacity", json.dumps(dict(self.capacity[name]))]
+                popen = self._spawn(args, {})
                 self.simulators[name] = Process(name, popen, f"http://127.0.0.1:{port}")
             for sim in self.simulators.values():
                 _wait_http(sim.url + "/_control", 30)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-from examples.orders.simulators import create_app
+from examples.orders import simulators
+from examples.orders.capacity import Capacity
+from examples.orders.simulators import SIZING, create_app
 
 from tests.servers import serve_asgi
 
@@ -100,3 +105,110 @@ def test_each_service_answers(service: str) -> None:
                 assert client.post(path, json={"event_id": "e-1"}).status_code == 202
             state = client.get("/_control").json()
             assert (state["events"], state["unique_events"], state["duplicate_events"]) == (2, 1, 1)
+
+
+# -- finite capacity, over real HTTP ------------------------------------------
+
+
+def load_total(state: dict, name: str) -> float:
+    return sum(v for _, v in state["load"][name])
+
+
+def served(capacity: Capacity) -> Any:
+    return serve_asgi(create_app("payment", capacity=capacity))
+
+
+def test_requests_beyond_the_workers_queue_and_the_simulator_says_so() -> None:
+    with served(Capacity(workers=1, service_time=0.2)) as url:
+
+        async def three() -> list[int]:
+            async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+                rs = await asyncio.gather(
+                    *(
+                        client.post("/charges", json={"order_id": f"o-{n}", "amount_cents": 1})
+                        for n in range(3)
+                    )
+                )
+                return [r.status_code for r in rs]
+
+        started = time.monotonic()
+        assert asyncio.run(three()) == [201, 201, 201]
+        assert time.monotonic() - started >= 0.6  # one at a time, 0.2 s each
+        state = httpx.get(url + "/_control").json()
+    assert load_total(state, "completed") == 3
+    assert load_total(state, "wasted") == 0
+    assert max(v for _, v in state["load"]["queue_peak"]) == 2
+    assert max(v for _, v in state["load"]["busy_peak"]) == 1
+    assert state["load"]["capacity"]["throughput"] == 5.0
+
+
+@pytest.mark.parametrize("notice", [False, True])
+def test_a_caller_that_gives_up_leaves_its_work_behind_unless_noticed(notice: bool) -> None:
+    capacity = Capacity(workers=1, service_time=0.4, notice_disconnect=notice)
+    with served(capacity) as url, httpx.Client(base_url=url, timeout=5) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            charge_body = {"order_id": "o-1", "amount_cents": 1}
+            client.post("/charges", json=charge_body, timeout=0.1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            state = client.get("/_control").json()
+            if state["load"]["busy_now"] == 0:
+                break
+            time.sleep(0.05)
+    if notice:
+        # Dropped as soon as the caller left: no charge, the worker free at once.
+        assert state["charges"] == 0
+        assert load_total(state, "abandoned") == 1
+        assert load_total(state, "wasted") == 0
+    else:
+        # Done for nobody: the charge is made, and its worker was held for all of it.
+        assert state["charges"] == 1
+        assert load_total(state, "wasted") == 1
+        assert load_total(state, "wasted_seconds") >= 0.4
+
+
+def test_a_5xx_takes_a_worker_and_a_429_is_answered_at_the_door(payment: httpx.Client) -> None:
+    payment.put("/_control/capacity", json={"workers": 1, "service_time": 0.3})
+    payment.put("/_control/fault", json={"error_rate": 1, "status": 429})
+    assert charge(payment, "o-1").elapsed.total_seconds() < 0.25
+    payment.put("/_control/fault", json={"error_rate": 1, "status": 503})
+    r = charge(payment, "o-2")
+    assert r.status_code == 503
+    assert r.elapsed.total_seconds() >= 0.3  # it tried, then failed
+    state = payment.get("/_control").json()
+    assert load_total(state, "admitted") == 1
+
+
+def test_capacity_through_the_control_api(payment: httpx.Client) -> None:
+    default = payment.get("/_control/capacity").json()["capacity"]
+    assert default["workers"] == SIZING["payment"].workers
+    r = payment.put("/_control/capacity", json={"workers": 3, "scale": 2.0})
+    assert r.status_code == 200
+    assert (r.json()["capacity"]["workers"], r.json()["capacity"]["scale"]) == (3, 2.0)
+    for body, field in (({"workers": -1}, "workers"), ({"speed": 1}, "speed"), ([1], "object")):
+        r = payment.put("/_control/capacity", json=body)
+        assert r.status_code == 422
+        assert field in r.json()["detail"]
+    payment.post("/_control/reset")
+    assert payment.get("/_control/capacity").json()["capacity"] == default
+
+
+def test_a_reset_answers_the_queued_with_503() -> None:
+    with served(Capacity(workers=0)) as url:
+
+        async def stalled() -> tuple[int, dict]:
+            async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+                waiting = asyncio.create_task(
+                    client.post("/charges", json={"order_id": "o", "amount_cents": 1})
+                )
+                await asyncio.sleep(0.3)
+                reset = (await client.post("/_control/reset")).json()
+                return (await waiting).status_code, reset
+
+        status, reset = asyncio.run(stalled())
+    assert (status, reset["flushed"]) == (503, 1)
+
+
+def test_the_command_line_takes_capacity_changes() -> None:
+    with pytest.raises(SystemExit):
+        simulators.main(["payment", "--port", "1", "--capacity", '{"workers": -1}'])
