@@ -12,6 +12,9 @@ Definitions (the report states them too):
   which the success rate of all routes stays >= 95 % for 3 seconds in a row;
   0 when it never fell; ``None`` when it did not happen before the run ended.
 * requests reaching a downstream: arrivals the simulator counted per second.
+* a downstream's load, per second, as the simulator measured it: requests
+  waiting for a worker and workers busy (time averages, and peaks), requests
+  it completed, and requests it finished for a caller who had gone (wasted).
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ def _windows(scenario: Scenario) -> dict[str, tuple[float, float]]:
         "before": (0.0, start),
         "fault": (start, end),
         "after": (end, scenario.duration),
+        "incident": (start, scenario.duration),
         "run": (0.0, scenario.duration),
     }
 
@@ -129,6 +133,50 @@ def _arrivals(record: Mapping[str, Any], duration: int) -> list[int]:
         if 0 <= s < duration:
             counts[s] += n
     return counts
+
+
+#: A simulator's own figures per second (examples/orders/capacity.py), and how
+#: a window sums them up: levels by their mean or peak, counts by their total.
+LOAD_FIGURES = {
+    "busy": "mean",
+    "busy_peak": "peak",
+    "queue": "mean",
+    "queue_peak": "peak",
+    "admitted": "total",
+    "completed": "total",
+    "wasted": "total",
+    "wasted_seconds": "total",
+    "abandoned": "total",
+    "refused": "total",
+}
+
+
+def _load(record: Mapping[str, Any], duration: int) -> dict[str, list[float]]:
+    """A simulator's own figures, one value per second of the run (0 where none)."""
+    load = record.get("load", {})
+    out = {}
+    for name in LOAD_FIGURES:
+        values = [0.0] * duration
+        for s, v in load.get(name, []):
+            if 0 <= s < duration:
+                values[int(s)] = float(v)
+        out[name] = values
+    return out
+
+
+def _load_window(load: Mapping[str, list[float]], a: float, b: float) -> dict[str, float]:
+    """A simulator's figures over the seconds [a, b): means, peaks and totals."""
+    first, last = math.floor(a), math.ceil(b)
+    out = {}
+    for name, how in LOAD_FIGURES.items():
+        values = load[name][first:last]
+        if how == "peak":
+            out[name] = max(values, default=0.0)
+        elif how == "total":
+            out[name] = round(sum(values), 3)
+        else:
+            out[name] = round(sum(values) / len(values), 3) if values else 0.0
+    return out
 
 
 def _sampled(run: ModeRun) -> dict[str, Any]:
@@ -164,6 +212,7 @@ def analyze_mode(scenario: Scenario, run: ModeRun) -> dict[str, Any]:
     by_route = {route: [r for r in results if r.route == route] for route in routes}
     series = {route: per_second(rows, duration) for route, rows in by_route.items()}
     series["all"] = per_second(results, duration)
+    loads = {sim: _load(record, duration) for sim, record in run.simulators.items()}
     windows = {}
     for name, (a, b) in _windows(scenario).items():
         inside = [r for r in results if a <= r.at < b]
@@ -182,6 +231,7 @@ def analyze_mode(scenario: Scenario, run: ModeRun) -> dict[str, Any]:
                 "mean": round(sum(counts) / (b - a), 3) if b > a else None,
                 "peak": max(counts, default=0),
                 "per_request": round(sum(counts) / caller_sent, 3) if caller_sent else None,
+                **_load_window(loads[sim], a, b),
             }
         table["downstream"] = downstream
         windows[name] = table
@@ -191,9 +241,14 @@ def analyze_mode(scenario: Scenario, run: ModeRun) -> dict[str, Any]:
         "series": series,
         "in_flight_peaks": [run.peaks.get(s, 0) for s in range(duration)],
         "arrivals": {sim: _arrivals(rec, duration) for sim, rec in run.simulators.items()},
+        "load": loads,
+        "capacity": {
+            sim: rec.get("load", {}).get("capacity") for sim, rec in run.simulators.items()
+        },
         "sampled": _sampled(run),
         "windows": windows,
         "ttr": time_to_recover(series["all"]["success"], scenario.fault[1]),
+        "fault_end": scenario.fault[1],
         "charged_twice": len(payment.get("orders_charged_twice", [])),
         "charges": payment.get("charges"),
         "cancelled": run.cancelled,
@@ -205,6 +260,8 @@ def figure(mode: Mapping[str, Any], headline: Headline) -> float | None:
     """The value of ``headline`` in one mode's figures."""
     metric = headline.metric
     if metric == "ttr":
+        if headline.route is not None:
+            return time_to_recover(mode["series"][headline.route]["success"], mode["fault_end"])
         return mode["ttr"]  # type: ignore[no-any-return]
     if metric == "charged_twice":
         return float(mode["charged_twice"])
@@ -214,7 +271,11 @@ def figure(mode: Mapping[str, Any], headline: Headline) -> float | None:
     if ":" in metric:
         kind, sim = metric.split(":", 1)
         entry = table["downstream"].get(sim, {})
-        key = {"arrivals": "mean", "arrivals_peak": "peak", "amplification": "per_request"}[kind]
+        key = {
+            "arrivals": "mean",
+            "arrivals_peak": "peak",
+            "amplification": "per_request",
+        }.get(kind, kind)
         value = entry.get(key)
         return None if value is None else float(value)
     value = table[headline.route or "all"][metric]
@@ -263,10 +324,17 @@ def analyze(run: ScenarioRun) -> dict[str, Any]:
         "duration": scenario.duration,
         "fault": list(scenario.fault),
         "steps": [
-            {"at": s.at, "target": s.target, "fault": s.fault and dict(s.fault), "label": s.label}
+            {
+                "at": s.at,
+                "target": s.target,
+                "fault": s.fault and dict(s.fault),
+                "capacity": s.capacity and dict(s.capacity),
+                "label": s.label,
+            }
             for s in scenario.steps
         ],
         "focus": list(scenario.focus),
+        "capacity": {sim: dict(c) for sim, c in scenario.capacity.items()},
         "t0": run.t0,
         "lag": round(run.lag, 4),
         "headlines": headlines,

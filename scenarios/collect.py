@@ -9,7 +9,9 @@ the generator and this collector float.
 Once a second the collector samples each service's ``/_admin/state`` (breaker
 states, bulkheads in use, outbox depths), the requests in flight at the client,
 and the busy share of each stack's core. At the end it reads each simulator's
-``/_control`` record: arrivals per wall-clock second, charges, double charges.
+``/_control`` record: arrivals per wall-clock second, charges, double charges,
+and its own load per second (queue depth, busy workers, work completed and
+wasted on callers who had gone).
 
 Between scenarios the stacks are reused, not restarted (a restart of both
 costs ~4 s of CPU): faults are cleared, the seawall service is left to finish
@@ -185,8 +187,12 @@ async def _control(
 
 
 async def apply_step(client: httpx.AsyncClient, stack: Stack, step: Step) -> None:
-    """Set or clear the step's fault on its target in one stack."""
+    """Set or clear the step's fault on its target in one stack (or change its capacity)."""
     assert stack.service is not None
+    if step.capacity is not None:
+        url = stack.simulators[step.target].url + "/_control/capacity"
+        await _control(client, "PUT", url, dict(step.capacity))
+        return
     if step.target in DB_TARGETS:
         url = f"{stack.service.url}/_admin/faults/{step.target}"
     else:
@@ -330,6 +336,10 @@ class _Runner:
                 record = await _control(self.control, "GET", url)
                 if record is not None:
                     record["by_second"] = [[s - t0, n] for s, n in record.get("by_second", [])]
+                    load = record.get("load", {})
+                    for key, rows in load.items():
+                        if isinstance(rows, list):
+                            load[key] = [[s - t0, v] for s, v in rows]
                     self.runs[mode].simulators[name] = record
 
 
@@ -360,6 +370,13 @@ async def run_scenario(
     """
     async with httpx.AsyncClient() as control:
         await reset(control, stacks, settle)
+        await asyncio.gather(
+            *(
+                apply_step(control, stack, Step(at=0.0, target=name, capacity=changes))
+                for stack in stacks.values()
+                for name, changes in scenario.capacity.items()
+            )
+        )
         runner = _Runner(scenario, stacks, pins, control, on_tick)
         # Start on a whole wall-clock second: the simulators count arrivals per second.
         t0 = math.ceil(time.time() + 0.2)

@@ -33,14 +33,32 @@ DOWNSTREAM_COLORS = {
 #: The latency axis, in seconds: from 2 ms to past the client's 30 s timeout.
 LATENCY_RANGE = (0.002, 40.0)
 BREAKER_LEVEL = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 2, "disabled": 0}
-ROWS = ("latency (s)", "success (%)", "reaching (/s)", "breaker", "in flight")
+ROWS = (
+    "latency (s)",
+    "success (%)",
+    "goodput (/s)",
+    "reaching (/s)",
+    "at the downstream",
+    "breaker",
+    "in flight",
+)
+#: The row of each panel (1-based), by what it shows.
+ROW = {
+    name: i
+    for i, name in enumerate(
+        ("latency", "success", "goodput", "reaching", "load", "breaker", "in_flight"), start=1
+    )
+}
 CAPTION = (
     "Rows, top to bottom: latency per route (log scale; p99 solid, p50 dotted); success rate"
-    " per route; requests reaching each downstream per second (retries and compensations"
-    " included); breaker state of the dependency in focus (0 closed, 1 half-open, 2 open;"
-    " also shaded red/amber over the rows above); requests in flight at the client (peak per"
-    " second) and calls holding a bulkhead permit. The fault is shaded grey; dotted lines mark"
-    " each step of the timeline."
+    " per route; goodput per route (2xx answers per second, solid) against the offered load"
+    " (requests sent per second, dotted); requests reaching each downstream per second"
+    " (retries and compensations included); the downstream in focus as its simulator saw"
+    " itself: requests waiting for a worker (solid), busy workers (dashed), and requests it"
+    " finished for callers who had gone, per second (wasted, dotted); breaker state of the"
+    " dependency in focus (0 closed, 1 half-open, 2 open; also shaded red/amber over the rows"
+    " above); requests in flight at the client (peak per second) and calls holding a bulkhead"
+    " permit. The fault is shaded grey; dotted lines mark each step of the timeline."
 )
 
 DEFINITIONS = """
@@ -115,6 +133,15 @@ def _top(scenario: Mapping[str, Any], kind: str) -> float:
     for data in scenario["modes"].values():
         if kind == "arrivals":
             values = [v for counts in data["arrivals"].values() for v in counts]
+        elif kind == "goodput":
+            values = [v for series in data["series"].values() for v in series["sent"]]
+        elif kind == "load":
+            values = [
+                v
+                for sim in scenario["focus"]
+                for key in ("queue", "busy", "wasted")
+                for v in data.get("load", {}).get(sim, {}).get(key, [])
+            ]
         else:
             values = list(data["in_flight_peaks"])
             for dep in data["sampled"]["dependencies"].values():
@@ -123,8 +150,102 @@ def _top(scenario: Mapping[str, Any], kind: str) -> float:
     return top * 1.1
 
 
-def figure(scenario: Mapping[str, Any]) -> go.Figure:  # noqa: C901, PLR0912 - one panel at a time
-    """The picture of one scenario: naive (left) and seawall (right), five rows over time."""
+def _route_and_load_traces(
+    fig: go.Figure,
+    scenario: Mapping[str, Any],
+    data: Mapping[str, Any],
+    seconds: Sequence[float],
+    col: int,
+) -> None:
+    """Each route's latency, success and goodput, and the focus simulators' own load."""
+    first = col == 1
+    routes = sorted(scenario["mix"])
+    for route in routes:
+        series = data["series"][route]
+        color = ROUTE_COLORS.get(route, "#333")
+        fig.add_trace(
+            go.Scatter(
+                x=seconds,
+                y=_ms(series["p99"]),
+                name=f"{route} p99",
+                legendgroup=route,
+                line={"color": color},
+                showlegend=first,
+                mode="lines",
+            ),
+            row=ROW["latency"],
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=seconds,
+                y=_ms(series["p50"]),
+                name=f"{route} p50",
+                legendgroup=route,
+                line={"color": color, "dash": "dot"},
+                showlegend=False,
+                mode="lines",
+            ),
+            row=ROW["latency"],
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=seconds,
+                y=_pct(series["success"]),
+                name=route,
+                legendgroup=route,
+                line={"color": color},
+                showlegend=False,
+                mode="lines",
+            ),
+            row=ROW["success"],
+            col=col,
+        )
+        for key, dash in (("ok", None), ("sent", "dot")):
+            fig.add_trace(
+                go.Scatter(
+                    x=seconds,
+                    y=series[key],
+                    name=f"{route} {'goodput' if key == 'ok' else 'offered'}",
+                    legendgroup=route,
+                    line={"color": color, "dash": dash, "shape": "hvh"},
+                    showlegend=False,
+                    mode="lines",
+                ),
+                row=ROW["goodput"],
+                col=col,
+            )
+    for sim in scenario["focus"]:
+        load = data.get("load", {}).get(sim)
+        if load is None:
+            continue
+        for key, dash, what in (
+            ("queue", None, "waiting"),
+            ("busy", "dash", "busy workers"),
+            ("wasted", "dot", "wasted /s"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=seconds,
+                    y=load[key],
+                    name=f"{sim}: {what}",
+                    legendgroup=f"load-{sim}-{key}",
+                    line={
+                        "color": DOWNSTREAM_COLORS.get(sim, "#333"),
+                        "dash": dash,
+                        "shape": "hvh",
+                    },
+                    showlegend=first,
+                    mode="lines",
+                ),
+                row=ROW["load"],
+                col=col,
+            )
+
+
+def figure(scenario: Mapping[str, Any]) -> go.Figure:  # noqa: C901 - one panel at a time
+    """The picture of one scenario: naive (left) and seawall (right), seven rows over time."""
     fig = make_subplots(
         rows=len(ROWS),
         cols=2,
@@ -137,55 +258,13 @@ def figure(scenario: Mapping[str, Any]) -> go.Figure:  # noqa: C901, PLR0912 - o
     )
     duration = scenario["duration"]
     seconds = [s + 0.5 for s in range(int(duration + 0.999))]
-    routes = sorted(scenario["mix"])
     legend: set[str] = set()
     for col, mode in enumerate(MODES, start=1):
         data = scenario["modes"].get(mode)
         if data is None:
             continue
         first = col == 1
-        for route in routes:
-            series = data["series"][route]
-            color = ROUTE_COLORS.get(route, "#333")
-            fig.add_trace(
-                go.Scatter(
-                    x=seconds,
-                    y=_ms(series["p99"]),
-                    name=f"{route} p99",
-                    legendgroup=route,
-                    line={"color": color},
-                    showlegend=first,
-                    mode="lines",
-                ),
-                row=1,
-                col=col,
-            )
-            fig.add_trace(
-                go.Scatter(
-                    x=seconds,
-                    y=_ms(series["p50"]),
-                    name=f"{route} p50",
-                    legendgroup=route,
-                    line={"color": color, "dash": "dot"},
-                    showlegend=False,
-                    mode="lines",
-                ),
-                row=1,
-                col=col,
-            )
-            fig.add_trace(
-                go.Scatter(
-                    x=seconds,
-                    y=_pct(series["success"]),
-                    name=route,
-                    legendgroup=route,
-                    line={"color": color},
-                    showlegend=False,
-                    mode="lines",
-                ),
-                row=2,
-                col=col,
-            )
+        _route_and_load_traces(fig, scenario, data, seconds, col)
         for sim, counts in sorted(data["arrivals"].items()):
             if not any(counts):
                 continue
@@ -201,7 +280,7 @@ def figure(scenario: Mapping[str, Any]) -> go.Figure:  # noqa: C901, PLR0912 - o
                     showlegend=shown,
                     mode="lines",
                 ),
-                row=3,
+                row=ROW["reaching"],
                 col=col,
             )
         sampled = data["sampled"]
@@ -213,7 +292,7 @@ def figure(scenario: Mapping[str, Any]) -> go.Figure:  # noqa: C901, PLR0912 - o
                 x=duration / 2,
                 y=1,
                 showarrow=False,
-                row=4,
+                row=ROW["breaker"],
                 col=col,
                 font={"color": "#999"},
             )
@@ -233,7 +312,7 @@ def figure(scenario: Mapping[str, Any]) -> go.Figure:  # noqa: C901, PLR0912 - o
                     showlegend=True,
                     mode="lines",
                 ),
-                row=4,
+                row=ROW["breaker"],
                 col=col,
             )
             fig.add_trace(
@@ -250,11 +329,11 @@ def figure(scenario: Mapping[str, Any]) -> go.Figure:  # noqa: C901, PLR0912 - o
                         "dash": "dash",
                     },
                 ),
-                row=5,
+                row=ROW["in_flight"],
                 col=col,
             )
             for start, end, state in _breaker_spans(t, dep["breaker"]):
-                for row in (1, 2, 3):
+                for row in range(1, ROW["breaker"]):
                     fig.add_vrect(
                         x0=start,
                         x1=end,
@@ -275,7 +354,7 @@ def figure(scenario: Mapping[str, Any]) -> go.Figure:  # noqa: C901, PLR0912 - o
                 showlegend=first,
                 mode="lines",
             ),
-            row=5,
+            row=ROW["in_flight"],
             col=col,
         )
         start, end = scenario["fault"]
@@ -302,23 +381,27 @@ def figure(scenario: Mapping[str, Any]) -> go.Figure:  # noqa: C901, PLR0912 - o
                 showarrow=False,
                 xanchor="left",
                 font={"size": 10, "color": "#555"},
-                row=1,
+                row=ROW["latency"],
                 col=col,
             )
     for row, title in enumerate(ROWS, start=1):
         fig.update_yaxes(title_text=title, title_font={"size": 12}, row=row, col=1)
     # Fixed ranges: the same scale in both columns, and in every scenario for latency.
     fig.update_yaxes(
-        type="log", range=[math.log10(LATENCY_RANGE[0]), math.log10(LATENCY_RANGE[1])], row=1
+        type="log",
+        range=[math.log10(LATENCY_RANGE[0]), math.log10(LATENCY_RANGE[1])],
+        row=ROW["latency"],
     )
-    fig.update_yaxes(range=[-5, 105], row=2)
-    fig.update_yaxes(range=[0, _top(scenario, "arrivals")], row=3)
-    fig.update_yaxes(range=[-0.1, 2.3], tickvals=[0, 1, 2], row=4)
-    fig.update_yaxes(range=[0, _top(scenario, "in_flight")], row=5)
+    fig.update_yaxes(range=[-5, 105], row=ROW["success"])
+    fig.update_yaxes(range=[0, _top(scenario, "goodput")], row=ROW["goodput"])
+    fig.update_yaxes(range=[0, _top(scenario, "arrivals")], row=ROW["reaching"])
+    fig.update_yaxes(range=[0, _top(scenario, "load")], row=ROW["load"])
+    fig.update_yaxes(range=[-0.1, 2.3], tickvals=[0, 1, 2], row=ROW["breaker"])
+    fig.update_yaxes(range=[0, _top(scenario, "in_flight")], row=ROW["in_flight"])
     fig.update_xaxes(title_text="seconds", row=len(ROWS))
     fig.update_xaxes(range=[0, duration])
     fig.update_layout(
-        height=1150,
+        height=1550,
         margin={"l": 70, "r": 20, "t": 40, "b": 40},
         legend={"orientation": "h", "y": -0.06},
         template="plotly_white",
@@ -381,7 +464,8 @@ def _detail_table(scenario: Mapping[str, Any]) -> str:
         other.append(
             f"<tr><td class=l>{mode}</td><td>{_fmt(data['ttr'], 's', metric='ttr')}</td>"
             f"<td>{data['charged_twice']}</td><td>{data['windows']['fault']['in_flight_peak']}</td>"
-            f"<td>{data['cancelled']}</td><td class=l>{html.escape(reach)}</td></tr>"
+            f"<td>{data['cancelled']}</td><td class=l>{html.escape(reach)}</td>"
+            f"<td class=l>{html.escape(_load_text(scenario, data))}</td></tr>"
         )
     return (
         "<table><tr><th class=l>route</th><th class=l>mode</th><th>sent</th><th>goodput</th>"
@@ -391,9 +475,28 @@ def _detail_table(scenario: Mapping[str, Any]) -> str:
         " After: from the end of the fault to the end of the run.</p>"
         "<table><tr><th class=l>mode</th><th>time to recover</th><th>orders charged twice</th>"
         "<th>in flight, peak</th><th>unfinished</th><th class=l>requests reaching downstreams"
-        " during the fault</th></tr>"
+        " during the fault</th><th class=l>the downstream in focus, during the fault / after"
+        " it</th></tr>"
         f"{''.join(other)}</table>"
     )
+
+
+def _load_text(scenario: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    """The focus simulators' own figures, during the fault and after it, in a line."""
+    parts = []
+    for sim in scenario["focus"]:
+        fault = data["windows"]["fault"]["downstream"].get(sim)
+        after = data["windows"]["after"]["downstream"].get(sim)
+        if not fault or not after or "busy" not in fault:
+            continue
+        workers = (data.get("capacity", {}).get(sim) or {}).get("workers")
+        of = "" if workers is None else f" of {workers}"
+        parts.append(
+            f"{sim}: busy {fault['busy']:.1f}{of} / {after['busy']:.1f}, waiting at most"
+            f" {fault['queue_peak']:.0f} / {after['queue_peak']:.0f}, wasted"
+            f" {fault['wasted']:.0f} / {after['wasted']:.0f}"
+        )
+    return "; ".join(parts) or "-"
 
 
 def _summary_table(report: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ claims to improve (``claimed=True``), and what it is known to trade away
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 #: The load of most scenarios, in requests per second per route (about 25 rps:
@@ -30,11 +30,17 @@ DB_TARGETS = ("db_read", "db_write")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
-    """At ``at`` seconds, set ``fault`` on ``target`` (``None`` clears it)."""
+    """At ``at`` seconds, set ``fault`` on ``target`` (``None`` clears it).
+
+    A step with ``capacity`` changes the simulator's capacity instead (see
+    examples/orders/capacity.py: ``{"scale": 2.0}`` doubles its service time)
+    and leaves its fault alone.
+    """
 
     at: float
     target: str
     fault: Mapping[str, Any] | None = None
+    capacity: Mapping[str, Any] | None = None
     label: str = ""
 
 
@@ -48,9 +54,13 @@ class Headline:
             of every route when ``route`` is ``None``), ``in_flight_peak``,
             ``arrivals:<simulator>`` (mean per second), ``arrivals_peak:<simulator>``,
             ``amplification:<simulator>`` (arrivals per request sent),
-            ``ttr`` (seconds to recover) or ``charged_twice``.
+            ``wasted:<simulator>`` (requests it finished for callers who had
+            gone), ``queue_peak:<simulator>`` (most requests waiting for a worker),
+            ``busy:<simulator>`` (mean busy workers), ``ttr`` (seconds to
+            recover; of ``route`` alone when it is set) or ``charged_twice``.
         window: ``fault`` (while the fault is on), ``after`` (from its end
-            to the end of the run) or ``run`` (all of it).
+            to the end of the run), ``incident`` (from the fault's start to
+            the end of the run) or ``run`` (all of it).
         better: Which direction is better.
         claimed: ``True`` when the pattern claims this improvement (the tests
             check it); ``False`` for a known trade-off, shown but not claimed.
@@ -60,7 +70,7 @@ class Headline:
     label: str
     metric: str
     route: str | None = None
-    window: Literal["fault", "after", "run"] = "fault"
+    window: Literal["fault", "after", "incident", "run"] = "fault"
     better: Literal["higher", "lower"] = "higher"
     claimed: bool = True
     unit: str = ""
@@ -79,9 +89,13 @@ class Scenario:
     #: (start, end) of the fault, in seconds: the window its figures are taken over.
     fault: tuple[float, float]
     steps: tuple[Step, ...]
-    #: The dependencies whose breaker and bulkhead the report shows.
+    #: The dependencies whose breaker and bulkhead the report shows (and, for
+    #: simulators, their queue and busy workers).
     focus: tuple[str, ...]
     headlines: tuple[Headline, ...]
+    #: Per simulator, capacity changes made before the load starts (the
+    #: simulators are back to their default sizing at each scenario's start).
+    capacity: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +119,25 @@ class Phases:
 
 FULL = Phases(warm=5, fault=12, recover=13)
 QUICK = Phases(warm=2, fault=4, recover=5)
+#: The metastable scenario: the trigger, then long enough to see it outlive it
+#: (the claim is about the 30 s after the trigger, in both runs).
+METASTABLE_FULL = Phases(warm=10, fault=10, recover=40)
+METASTABLE_QUICK = Phases(warm=3, fault=10, recover=30)
+
+#: Payment in the vulnerable state: sized so that 10 orders/s keep it 75 % busy.
+#: 12 workers of 0.8-1.0 s complete 13.3 charges/s; with a queue, each waiting
+#: request makes the next one 2 % slower, up to 3 times (a server contending
+#: for its locks and its database under a backlog).
+VULNERABLE_PAYMENT: Mapping[str, Any] = {
+    "workers": 12,
+    "service_time": 0.8,
+    "jitter": 0.2,
+    "contention": 0.02,
+    "max_slowdown": 3.0,
+}
+METASTABLE_RATE = 10.0
+#: The trigger: payment's own work takes three times as long, for the fault phase.
+TRIGGER_SCALE = 3.0
 
 
 def _fault_steps(p: Phases, target: str, fault: Mapping[str, Any], label: str) -> tuple[Step, ...]:
@@ -115,7 +148,7 @@ def _fault_steps(p: Phases, target: str, fault: Mapping[str, Any], label: str) -
 
 
 def scenarios(*, quick: bool = False) -> list[Scenario]:
-    """The six scenarios, with quick or full phase lengths."""
+    """The seven scenarios, with quick or full phase lengths."""
     p = QUICK if quick else FULL
     window = (p.warm, p.end)
     slow = {"latency": 3.0, "jitter": 1.0}
@@ -123,13 +156,15 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
         name="payment-slow",
         title="1. Payment slow, not down",
         story=(
-            "Payment answers every charge, but in 3 to 4 s instead of 10 ms: below every"
-            " timeout (naive 10 s, seawall 8 s). The naive service waits for each one and holds"
-            " a connection of its one shared pool per order. seawall's breaker counts calls"
-            " slower than 2 s; when half of the last 10 s are slow it opens and orders fail at"
-            " once with 503 and Retry-After, and the payment bulkhead never holds more than 20"
-            " calls. Look at POST /orders latency and the requests in flight: the naive service"
-            " keeps every order waiting; seawall refuses orders fast and holds nothing."
+            "Payment answers every charge, but each one holds one of its 12 workers for 3 to 4 s"
+            " instead of 0.2: it can complete about 3.3 charges a second of the 10 offered, and"
+            " the rest queue. The naive service waits up to 10 s per attempt and retries at once,"
+            " holding a connection of its one shared pool per order; once payment's queue is"
+            " longer than 10 s, every attempt times out and payment works on for callers who"
+            " have gone. seawall's bulkhead never lets more than 20 charges wait at payment; its"
+            " breaker counts calls slower than 2 s, and when half of the last 10 s are slow it"
+            " opens and orders fail at once with 503 and Retry-After. Look at POST /orders"
+            " latency, the requests in flight, and payment's queue."
         ),
         mix=STANDARD_MIX,
         duration=p.duration,
@@ -226,11 +261,12 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
         name="recommendations-down",
         title="3. Recommendations down (degradable)",
         story=(
-            "The recommendation service answers every call with 503. It is an optional extra:"
-            " the naive service retries 5 times at once and then fails the page with 500;"
-            " seawall answers with the popular items, marked degraded, and its breaker stops"
-            " calling the broken service. Look at GET /recommendations success rate and at the"
-            " requests reaching recommendations."
+            "The recommendation service answers every call with 503, after trying (each"
+            " failure holds one of its 4 workers). It is an optional extra: the naive service"
+            " retries 5 times at once, keeping the broken service busy with its own retries,"
+            " and then fails the page with 500; seawall answers with the popular items, marked"
+            " degraded, and its breaker stops calling the broken service. Look at GET"
+            " /recommendations success rate and at the requests reaching recommendations."
         ),
         mix=STANDARD_MIX,
         duration=p.duration,
@@ -325,12 +361,12 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
             "30 orders per second. Payment fails every call with 503, then recovers in two"
             " steps: half of the calls fail, then none. The naive service retries each"
             " failure at once, 6 attempts per order, multiplying the load on the recovering"
-            " service; seawall retries once with jittered backoff, within a retry budget"
-            " (20 % of calls), and its breaker stops the calls while payment is down. Look at"
-            " the requests reaching payment per second, beside the 30 orders per second"
-            " offered. (The simulator does not slow down under load, so here the naive"
-            " retries cost payment nothing; a real recovering service would be pushed back"
-            " down by them.)"
+            " service: each failed attempt holds one of payment's 12 workers, so its retries"
+            " keep payment saturated and queueing while it tries to recover. seawall retries"
+            " once with jittered backoff, within a retry budget (20 % of calls), and its"
+            " breaker stops the calls while payment is down. Look at the requests reaching"
+            " payment per second, beside the 30 orders per second offered, and at payment's"
+            " busy workers and queue."
         ),
         mix={"POST /orders": 30.0},
         duration=p.duration,
@@ -375,7 +411,88 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
             ),
         ),
     )
-    return [payment_slow, payment_down, recs_down, db_read, storm_429, retry_storm]
+    return [
+        payment_slow,
+        payment_down,
+        recs_down,
+        db_read,
+        storm_429,
+        retry_storm,
+        metastable(quick=quick),
+    ]
+
+
+def metastable(*, quick: bool = False) -> Scenario:
+    """Payment near its capacity, a short slowdown, and what each wiring makes of it."""
+    p = METASTABLE_QUICK if quick else METASTABLE_FULL
+    return Scenario(
+        name="metastable",
+        title="7. Metastable failure: a short trigger, an outage that outlives it",
+        story=(
+            "Payment runs at 75 % of its capacity: 12 workers, 0.8-1.0 s per charge, 10 orders"
+            " per second. For 10 s its work takes three times as long (the trigger), then it is"
+            " as fast as before, under the same load. Neither wiring can serve every order"
+            " while payment does a third of its work; what matters is what is left after. The"
+            " naive service waits 10 s per attempt and retries at once; payment does not notice"
+            " a caller leave, so it goes on working through a queue of requests nobody waits"
+            " for, each slower for the backlog, and never catches up: the trigger is gone, the"
+            " outage stays (Bronson et al., HotOS 2021). seawall's bulkhead never lets more"
+            " than 20 charges wait at payment, its slow-call breaker sheds the rest, and 8 s"
+            " is more than a bounded queue takes: payment does no work for anybody who has"
+            " left, and the orders come back once the breaker's probes pass. Look at payment's"
+            " queue and the orders' goodput after the trigger."
+        ),
+        mix={"POST /orders": METASTABLE_RATE},
+        duration=p.duration,
+        fault=(p.warm, p.end),
+        steps=(
+            Step(
+                at=p.warm,
+                target="payment",
+                capacity={"scale": TRIGGER_SCALE},
+                label=f"trigger: payment {TRIGGER_SCALE:g}x slower",
+            ),
+            Step(at=p.end, target="payment", capacity={"scale": 1.0}, label="trigger over"),
+        ),
+        focus=("payment",),
+        capacity={"payment": VULNERABLE_PAYMENT},
+        headlines=(
+            Headline(
+                label="POST /orders goodput in the 30 s and more after the trigger",
+                metric="goodput",
+                route="POST /orders",
+                window="after",
+                unit="/s",
+            ),
+            Headline(
+                label="time until POST /orders succeeds again (>= 95 % for 3 s)",
+                metric="ttr",
+                route="POST /orders",
+                window="after",
+                better="lower",
+                unit="s",
+            ),
+            Headline(
+                label="requests payment finished for callers who had gone, from the trigger on",
+                metric="wasted:payment",
+                window="incident",
+                better="lower",
+            ),
+            Headline(
+                label="requests waiting at payment, peak, after the trigger",
+                metric="queue_peak:payment",
+                window="after",
+                better="lower",
+            ),
+            Headline(
+                label="POST /orders goodput during the trigger",
+                metric="goodput",
+                route="POST /orders",
+                claimed=False,
+                unit="/s",
+            ),
+        ),
+    )
 
 
 def by_name(names: list[str] | None, *, quick: bool = False) -> list[Scenario]:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
-from scenarios.analyze import per_second, percentile, summarize, time_to_recover, winner
+from scenarios.analyze import (
+    _load,
+    _load_window,
+    _windows,
+    figure,
+    per_second,
+    percentile,
+    summarize,
+    time_to_recover,
+    winner,
+)
 from scenarios.load import Result, schedule
 from scenarios.report import summary_text
+from scenarios.timeline import metastable
 
 
 def req(
@@ -127,3 +139,37 @@ def test_summary_text_is_a_table_of_headlines() -> None:
     assert "0.050 s" in text
     assert "not within the run" in text
     assert "recovery (trade-off)" in text
+
+
+def test_a_simulators_own_figures_line_up_with_the_runs_seconds_and_sum_by_window() -> None:
+    """Levels by their mean or peak, counts by their total; absent seconds are zero."""
+    record = {
+        "load": {
+            "busy": [[0, 2.0], [1, 4.0], [3, 4.0], [9, 1.0]],  # 9: past the run, dropped
+            "queue_peak": [[1, 7], [2, 3]],
+            "wasted": [[2, 5], [3, 1]],
+            "completed": [[-1, 4], [0, 3]],  # -1: before the run, dropped
+        }
+    }
+    load = _load(record, 4)
+    assert load["busy"] == [2.0, 4.0, 0.0, 4.0]
+    assert load["completed"] == [3.0, 0.0, 0.0, 0.0]
+    assert load["abandoned"] == [0.0] * 4  # a figure the simulator did not report
+    window = _load_window(load, 1.0, 4.0)
+    assert window["busy"] == pytest.approx((4.0 + 0.0 + 4.0) / 3, abs=0.001)
+    assert window["queue_peak"] == 7
+    assert window["wasted"] == 6
+    assert _load_window(load, 0.0, 1.0)["wasted"] == 0
+
+
+def test_time_to_recover_of_one_route_and_the_incident_window() -> None:
+    scenario = metastable(quick=True)
+    start, end = scenario.fault
+    assert _windows(scenario)["incident"] == (start, scenario.duration)
+    duration = math.ceil(scenario.duration)
+    success = [1.0] * duration
+    for s in range(math.floor(start), math.ceil(end) + 4):  # back 4 s after the trigger
+        success[s] = 0.0
+    mode = {"series": {"POST /orders": {"success": success}}, "fault_end": end, "ttr": None}
+    ttr = next(h for h in scenario.headlines if h.metric == "ttr")
+    assert figure(mode, ttr) == 4.0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 
 import pytest
 
@@ -22,6 +24,7 @@ NAMES = [
     "db-reads-failing",
     "429-storm",
     "retry-storm",
+    "metastable",
 ]
 
 
@@ -40,8 +43,10 @@ def test_quick_run_writes_the_report_and_its_numbers(quick_run: QuickRun) -> Non
     assert str(quick_run.html) in quick_run.stdout
 
 
-def test_quick_run_takes_about_a_minute(quick_run: QuickRun) -> None:
-    assert quick_run.seconds < 120, quick_run.seconds
+def test_quick_run_takes_about_two_minutes(quick_run: QuickRun) -> None:
+    # Six 11 s scenarios and the metastable one (43 s: its claim is about the
+    # 30 s after the trigger), each with its settling and draining.
+    assert quick_run.seconds < 180, quick_run.seconds
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -84,11 +89,19 @@ def test_the_figures_each_scenario_is_about(quick_run: QuickRun) -> None:
     for name in ("429-storm", "retry-storm"):
         naive = fault(name, "naive")["downstream"]["payment"]["per_request"]
         seawall = fault(name, "seawall")["downstream"]["payment"]["per_request"]
-        assert naive >= 4 * seawall, (name, naive, seawall)
+        assert naive >= 3 * seawall, (name, naive, seawall)
     storm = quick_run.scenario("retry-storm")["modes"]
     offered = quick_run.scenario("retry-storm")["mix"]["POST /orders"]
-    assert fault("retry-storm", "naive")["downstream"]["payment"]["mean"] > 3 * offered
-    assert fault("retry-storm", "seawall")["downstream"]["payment"]["mean"] < 1.5 * offered
+    naive_payment = fault("retry-storm", "naive")["downstream"]["payment"]
+    seawall_payment = fault("retry-storm", "seawall")["downstream"]["payment"]
+    assert naive_payment["mean"] > 2 * offered
+    assert seawall_payment["mean"] < 1.5 * offered
+    # ...and with finite capacity that costs payment: the naive retries keep its
+    # workers busy and a queue waiting, seawall leaves most of it free to recover.
+    workers = storm["naive"]["capacity"]["payment"]["workers"]
+    assert naive_payment["busy"] > 0.8 * workers
+    assert naive_payment["queue_peak"] > workers
+    assert seawall_payment["busy"] < 0.5 * workers
     # Payment keys every charge: however often a seawall order was retried, it was charged once.
     assert all(s["modes"]["seawall"]["charged_twice"] == 0 for s in quick_run.data["scenarios"])
     assert storm["seawall"]["charges"] is not None
@@ -142,3 +155,45 @@ def test_interrupted_run_leaves_no_process_behind(tmp_path, how: str) -> None:
     assert b"interrupted" in err
     assert descendants_with_marker(marker) == []
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_metastable_failure_and_the_recovery(quick_run: QuickRun) -> None:
+    """The trigger ends, the load stays: naive stays down, seawall comes back."""
+    scenario = quick_run.scenario("metastable")
+    end = scenario["fault"][1]
+    offered = scenario["mix"]["POST /orders"]
+    naive, seawall = scenario["modes"]["naive"], scenario["modes"]["seawall"]
+    assert scenario["duration"] - end >= 30  # the claim is about 30 s after the trigger
+    # Payment ran in the vulnerable state: the load at 70-80 % of what it can do.
+    capacity = naive["capacity"]["payment"]
+    assert 0.7 <= offered / capacity["throughput"] <= 0.8
+    assert capacity["notice_disconnect"] is False
+    # Naive: below 10 % of the offered goodput in every one of the 30 s after the trigger...
+    ok = naive["series"]["POST /orders"]["ok"]
+    after = range(math.ceil(end), math.ceil(end) + 30)
+    assert sum(ok[s] for s in after) < 0.1 * offered * 30
+    assert naive["windows"]["after"]["POST /orders"]["goodput"] < 0.1 * offered
+    # ...while payment stays saturated with work nobody waits for.
+    payment_after = naive["windows"]["after"]["downstream"]["payment"]
+    assert payment_after["busy"] > 0.9 * capacity["workers"]
+    assert payment_after["wasted"] > 0.5 * payment_after["admitted"]
+    # seawall: >= 95 % success again within open_duration plus two probe rounds (a
+    # probe round: at most the slow-call duration, 2 s; a slower probe fails).
+    policies = tomllib.loads((ROOT / "examples/orders/policies.toml").read_text())
+    breaker = policies["defaults"]["breaker"]
+    bound = breaker["open_duration"] + 2 * breaker["slow_call_duration"]
+    ttr = next(h for h in scenario["headlines"] if h["metric"] == "ttr")
+    assert ttr["naive"] is None
+    assert ttr["seawall"] is not None
+    assert ttr["seawall"] <= bound, (ttr["seawall"], bound)
+    # Payment's wasted work from the trigger on: at most a fifth of naive's.
+    wasted = {
+        m: d["windows"]["incident"]["downstream"]["payment"]["wasted"]
+        for m, d in scenario["modes"].items()
+    }
+    assert wasted["naive"] > 0
+    assert wasted["seawall"] <= wasted["naive"] / 5
+    # The picture: offered load, payment's queue and busy workers, goodput, both wirings.
+    for mode in (naive, seawall):
+        assert len(mode["load"]["payment"]["queue"]) == math.ceil(scenario["duration"])
+    assert 'id="plot-metastable"' in quick_run.html.read_text()
