@@ -71,10 +71,16 @@ def start_stacks(modes: tuple[str, ...], log_dir: Path | None) -> dict[str, Logg
     return stacks
 
 
+#: Seconds each stack's processes get to exit after SIGTERM, before SIGKILL: the
+#: runner's data is throwaway, and a naive service holding requests for its 25 s
+#: deadline would otherwise keep the run waiting.
+STOP_TIMEOUT = 4.0
+
+
 def stop_stacks(stacks: Mapping[str, LoggedStack]) -> None:
     """Stop every stack (in parallel) and close their logs; never raises for one that fails."""
     with ThreadPoolExecutor(max(len(stacks), 1)) as pool:
-        for future in [pool.submit(s.stop) for s in stacks.values()]:
+        for future in [pool.submit(s.stop, STOP_TIMEOUT) for s in stacks.values()]:
             with contextlib.suppress(Exception):
                 future.result()
     for stack in stacks.values():

@@ -10,8 +10,8 @@ counts the charge requests that reach payment each second.
 It needs ``redis-server`` (the test command installs it); it starts its own
 on a free loopback port and stops it, with everything else, on exit or Ctrl-C.
 Writes ``fleet.html`` and ``fleet.json``; ``python -m scenarios --fleet``
-(``scripts/demo --fleet``) runs it after the six scenarios and adds it to
-``report.html`` as its seventh section.
+(``scripts/demo --fleet``) runs it after the seven scenarios and adds it to
+``report.html`` as its eighth section.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def section(result: dict[str, Any]) -> str:
         for name, data in result["fleets"].items()
     )
     return (
-        "<section id='fleet'><h2>7. A fleet of three replicas, payment down</h2>"
+        "<section id='fleet'><h2>8. A fleet of three replicas, payment down</h2>"
         "<p class=story>Two fleets of three replicas of the seawall service, side by side,"
         " each taking orders at every replica while payment answers 503. One shares its"
         " breaker state through Redis (one replica holds the probe lease in each probe"

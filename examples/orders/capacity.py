@@ -253,11 +253,13 @@ class Workers:
             self.busy.add(1, now)
             future.set_result(None)
 
-    async def serve(self, extra: float, gone: asyncio.Event) -> bool:
+    async def serve(self, extra: float | Callable[[], float], gone: asyncio.Event) -> bool:
         """Queue for a worker, hold it for one service time plus ``extra`` seconds.
 
         Args:
-            extra: Seconds more in the worker (a fault's latency).
+            extra: Seconds more in the worker (a fault's latency), or a function
+                that draws them when the work starts: a fault cleared while a
+                request waited does not slow its work.
             gone: Set when the caller disconnects.
 
         Returns:
@@ -280,7 +282,7 @@ class Workers:
         started = self._wall()
         self._count("admitted", started)
         try:
-            seconds = self._service_time(self.capacity) + extra
+            seconds = self._service_time(self.capacity) + (extra() if callable(extra) else extra)
             if self.capacity.notice_disconnect:
                 await _unless_gone(self._sleep(seconds), gone)
             else:

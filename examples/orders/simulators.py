@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import threading
 import time
 import uuid
@@ -369,6 +370,13 @@ class FaultMiddleware:
             return
         await self.app(scope, receive, send)
 
+    def _latency(self) -> float:
+        # Drawn when the work starts, from the fault in force then: a slowdown
+        # that has ended no longer slows the requests that queued during it.
+        fault = self.chaos.fault
+        jitter = fault.jitter * random.random() if fault.jitter else 0.0  # noqa: S311
+        return fault.latency + jitter
+
     async def _queued(
         self, workers: Workers, decision: Decision, scope: dict[str, Any], receive: Any, send: Any
     ) -> None:
@@ -377,7 +385,7 @@ class FaultMiddleware:
         gone = asyncio.Event()
         watch = asyncio.create_task(_watch(receive, gone))
         try:
-            present = await workers.serve(decision.delay, gone)
+            present = await workers.serve(self._latency, gone)
         except Refused:
             watch.cancel()
             if not gone.is_set():

@@ -167,12 +167,18 @@ class Stack:
             stderr=subprocess.STDOUT if self.log is not None else None,
         )
 
-    def stop(self) -> None:
-        """Stop every process (SIGTERM, then SIGKILL) and remove the temporary data."""
-        for service in self.services:
-            service.stop()
-        for sim in self.simulators.values():
-            sim.stop()
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every process (SIGTERM, then SIGKILL) and remove the temporary data.
+
+        The services go first, while their downstreams still answer their last
+        deliveries; then the simulators, all at once (a simulator with a long
+        queue takes its own graceful-shutdown time to go).
+
+        Args:
+            timeout: How long each group may take to exit after SIGTERM.
+        """
+        _stop_all(self.services, timeout)
+        _stop_all(list(self.simulators.values()), timeout)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -199,6 +205,21 @@ class Stack:
         """The service's breakers, bulkheads, outboxes and order count."""
         assert self.service is not None
         return _request("GET", self.service.url + "/_admin/state", None)
+
+
+def _stop_all(processes: list[Process], timeout: float) -> None:
+    """SIGTERM every process at once, then wait; SIGKILL what is left at ``timeout``."""
+    running = [p for p in processes if p.popen.poll() is None]
+    for process in running:
+        process.signal(signal.SIGCONT)
+        process.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.signal(signal.SIGKILL)
+            process.popen.wait(timeout)
 
 
 def _request(method: str, url: str, body: object) -> dict[str, Any]:

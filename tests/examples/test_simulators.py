@@ -212,3 +212,24 @@ def test_a_reset_answers_the_queued_with_503() -> None:
 def test_the_command_line_takes_capacity_changes() -> None:
     with pytest.raises(SystemExit):
         simulators.main(["payment", "--port", "1", "--capacity", '{"workers": -1}'])
+
+
+def test_a_slowdown_that_ends_does_not_slow_the_requests_queued_during_it() -> None:
+    with served(Capacity(workers=1, service_time=0.05)) as url:
+
+        async def two() -> float:
+            async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+                await client.put("/_control/fault", json={"latency": 0.6})
+                body = {"order_id": "o", "amount_cents": 1}
+                started = time.monotonic()
+                first = asyncio.create_task(client.post("/charges", json=body))
+                second = asyncio.create_task(client.post("/charges", json=body))
+                await asyncio.sleep(0.2)
+                await client.delete("/_control/fault")  # while the second waits in the queue
+                await asyncio.gather(first, second)
+                return time.monotonic() - started
+
+        elapsed = asyncio.run(two())
+    # The first holds the worker 0.65 s; the second, started after the fault was
+    # cleared, 0.05 s: not the 1.3 s of two slow requests.
+    assert 0.65 <= elapsed < 1.1

@@ -28,6 +28,6 @@ def test_a_shared_fleet_sends_fewer_probes(tmp_path: Path) -> None:
     assert shared >= 1  # it still probes (and so can recover)
     assert shared < alone
     page = out.read_text()
-    assert "7. A fleet of three replicas, payment down" in page
+    assert "8. A fleet of three replicas, payment down" in page
     assert 'id="plot-fleet"' in page
     assert "fleet (3 replicas, payment down)" in result.stdout
