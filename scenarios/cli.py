@@ -158,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m scenarios", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--quick", action="store_true", help="short phases: about 80 s in all")
+    parser.add_argument(
+        "--quick", action="store_true", help="short phases: about 2.5 minutes in all"
+    )
     parser.add_argument(
         "--out",
         type=Path,

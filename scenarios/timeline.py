@@ -430,17 +430,19 @@ def metastable(*, quick: bool = False) -> Scenario:
         title="7. Metastable failure: a short trigger, an outage that outlives it",
         story=(
             "Payment runs at 75 % of its capacity: 12 workers, 0.8-1.0 s per charge, 10 orders"
-            " per second. For 10 s its work takes three times as long (the trigger), then it is"
-            " as fast as before, under the same load. Neither wiring can serve every order"
-            " while payment does a third of its work; what matters is what is left after. The"
-            " naive service waits 10 s per attempt and retries at once; payment does not notice"
-            " a caller leave, so it goes on working through a queue of requests nobody waits"
-            " for, each slower for the backlog, and never catches up: the trigger is gone, the"
-            " outage stays (Bronson et al., HotOS 2021). seawall's bulkhead never lets more"
-            " than 20 charges wait at payment, its slow-call breaker sheds the rest, and 8 s"
-            " is more than a bounded queue takes: payment does no work for anybody who has"
-            " left, and the orders come back once the breaker's probes pass. Look at payment's"
-            " queue and the orders' goodput after the trigger."
+            " a second. For 10 s its work takes three times as long (the trigger); then it is"
+            " as fast as before, under the same load. The naive service waits 10 s per attempt"
+            " and retries at once. Payment does not notice a caller leave, so once its queue is"
+            " longer than 10 s it works through requests nobody waits for, each slower for the"
+            " backlog, and never catches up: the trigger is gone, the outage stays (Bronson et"
+            " al., HotOS 2021). seawall's bulkhead never lets more than 20 charges wait at"
+            " payment, which keeps its queue short enough to answer within the 8 s timeout;"
+            " its slow-call breaker sheds the rest, and the orders are back once its probes"
+            " pass. No caller gives up within 10 s, so neither wiring wastes work during the"
+            " trigger itself; the naive waste begins a few seconds after it, and does not end."
+            " Each charge done for nobody is still a charge: retried without an idempotency"
+            " key, it is made twice. Look at payment's queue and the orders' goodput after the"
+            " trigger."
         ),
         mix={"POST /orders": METASTABLE_RATE},
         duration=p.duration,
@@ -482,6 +484,12 @@ def metastable(*, quick: bool = False) -> Scenario:
                 label="requests waiting at payment, peak, after the trigger",
                 metric="queue_peak:payment",
                 window="after",
+                better="lower",
+            ),
+            Headline(
+                label="orders charged twice (committed for a caller who had gone, then retried)",
+                metric="charged_twice",
+                window="run",
                 better="lower",
             ),
             Headline(

@@ -28,8 +28,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-#: Per-second figures older than this many seconds are forgotten.
+#: Per-second figures older than this many seconds are forgotten...
 KEEP_SECONDS = 3600
+#: ...this many at a time, so that forgetting is not a scan per request.
+FORGET_BATCH = 60
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +111,8 @@ class Capacity:
             ValueError: An unknown field or a bad value; the message names it.
         """
         known = {f.name for f in fields(self)}
+        # What to_mapping() derives may come back in a PUT of a GET's answer.
+        data = {k: v for k, v in data.items() if k != "throughput"}
         unknown = sorted(set(data) - known)
         if unknown:
             msg = f"unknown capacity field(s) {unknown}; known: {sorted(known)}"
@@ -152,21 +156,20 @@ class Level:
         self._peak[second] = max(self._peak[second], self.value)
 
     def _accrue(self, now: float) -> None:
-        t = self._since
+        # Split [since, now) at whole seconds: each piece adds its area, and the
+        # level is a peak of every second it held for a while. A wall clock that
+        # jumps ahead costs at most the seconds that are kept.
+        t = max(self._since, math.floor(now) - KEEP_SECONDS)
         if self.value and now > t:
             while t < now:
                 second = math.floor(t)
                 end = min(now, second + 1.0)
                 self._area[second] += self.value * (end - t)
-                t = end
-        # A second the count was level through still has its peak: the level itself.
-        if self.value:
-            for second in range(math.floor(self._since), math.floor(now) + 1):
                 self._peak[second] = max(self._peak[second], self.value)
+                t = end
         self._since = max(self._since, now)
-        if len(self._area) > KEEP_SECONDS:
-            _forget(self._area, now)
-            _forget(self._peak, now)
+        _forget(self._area, now)
+        _forget(self._peak, now)
 
     def series(self, now: float) -> tuple[dict[int, float], dict[int, int]]:
         """Per second up to ``now``: the mean and the peak of the count."""
@@ -175,6 +178,9 @@ class Level:
 
 
 def _forget(counter: dict[int, Any], now: float) -> None:
+    """Drop the seconds older than KEEP_SECONDS, once a minute's worth has built up."""
+    if len(counter) <= KEEP_SECONDS + FORGET_BATCH:
+        return
     oldest = math.floor(now) - KEEP_SECONDS
     for second in [s for s in counter if s < oldest]:
         del counter[second]
@@ -236,8 +242,7 @@ class Workers:
     def _count(self, kind: str, now: float) -> None:
         counter = self.counts[kind]
         counter[math.floor(now)] += 1
-        if len(counter) > KEEP_SECONDS:
-            _forget(counter, now)
+        _forget(counter, now)
 
     def _free(self) -> bool:
         workers = self.capacity.workers
@@ -304,9 +309,9 @@ class Workers:
         return True
 
     def _waste(self, started: float, end: float) -> None:
-        self.wasted_seconds[math.floor(end)] += end - started
-        if len(self.wasted_seconds) > KEEP_SECONDS:
-            _forget(self.wasted_seconds, end)
+        # max(0, ...): the wall clock may have been set back meanwhile.
+        self.wasted_seconds[math.floor(end)] += max(0.0, end - started)
+        _forget(self.wasted_seconds, end)
 
     async def _queue(self, gone: asyncio.Event, now: float) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -321,6 +326,7 @@ class Workers:
             if future.done() and not future.cancelled() and future.exception() is None:
                 # Handed a worker in the same instant it gave up: give it back.
                 self.busy.add(-1, self._wall())
+                self._count("abandoned", self._wall())
                 self._hand_off()
             else:
                 future.cancel()
@@ -337,15 +343,38 @@ class Workers:
         self._count("abandoned", now)
 
     def flush(self) -> int:
-        """Refuse every queued request (the control API's reset); return how many."""
+        """Refuse every queued request (each answers 503); return how many."""
         n = 0
+        now = self._wall()
         while self._waiting:
             future = self._waiting.popleft()
             if not future.done():
                 future.set_exception(Refused())
+                self._count("refused", now)
                 n += 1
-        self.queued.add(-self.queued.value, self._wall())
+        self.queued.add(-self.queued.value, now)
         return n
+
+    def reset(self, capacity: Capacity) -> int:
+        """Refuse the queue, go back to ``capacity``, and forget the figures so far.
+
+        Work already running goes on, counted from now on: after a reset the
+        workers busy are still busy, and the pool is never over its size.
+
+        Returns:
+            How many queued requests were refused.
+        """
+        flushed = self.flush()
+        self.configure(capacity)
+        now = self._wall()
+        busy = self.busy.value
+        self.busy = Level(now)
+        self.busy.add(busy, now)
+        self.queued = Level(now)
+        for counter in self.counts.values():
+            counter.clear()
+        self.wasted_seconds.clear()
+        return flushed
 
     def _service_time(self, capacity: Capacity) -> float:
         base = capacity.service_time + (capacity.jitter * self._random() if capacity.jitter else 0)
@@ -383,6 +412,9 @@ async def _unless_gone(awaitable: Any, gone: asyncio.Event) -> None:
     watch = asyncio.ensure_future(gone.wait())
     try:
         await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        work.cancel()  # our own task was cancelled: the work goes with it
+        raise
     finally:
         watch.cancel()
     if work.done():

@@ -193,10 +193,9 @@ def create_app(  # noqa: C901 - one small handler per control endpoint
     async def reset(request: Request) -> Response:
         # The queue is emptied (its requests answered 503): what a scenario
         # left queued must not be served into the next one.
-        nonlocal records, workers
-        flushed = workers.flush()
+        nonlocal records
+        flushed = workers.reset(initial)
         records = Records()
-        workers = Workers(initial)
         return JSONResponse({"reset": True, "flushed": flushed})
 
     routes = [
@@ -209,7 +208,7 @@ def create_app(  # noqa: C901 - one small handler per control endpoint
         *_service_routes(service, lambda: records),
     ]
     app = Starlette(routes=routes)
-    return FaultMiddleware(app, chaos, lambda: records, lambda: workers)
+    return FaultMiddleware(app, chaos, lambda: records, workers)
 
 
 def _service_routes(service: str, records_of: Any) -> list[Route]:  # noqa: C901 - one small handler per endpoint
@@ -324,12 +323,12 @@ class FaultMiddleware:
     """Apply the simulator's current fault and capacity to every request but the control API."""
 
     def __init__(
-        self, app: Any, chaos: Chaos, records_of: Any, workers_of: Any | None = None
+        self, app: Any, chaos: Chaos, records_of: Any, workers: Workers | None = None
     ) -> None:
         self.app = app
         self.chaos = chaos
         self.records_of = records_of
-        self.workers_of = workers_of
+        self.workers = workers
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"].startswith(CONTROL):
@@ -338,7 +337,7 @@ class FaultMiddleware:
         self.records_of().arrived(scope["path"], _header(scope, DEADLINE_HEADER_BYTES))
         decision = self.chaos.decide()
         action = decision.action
-        workers: Workers | None = None if self.workers_of is None else self.workers_of()
+        workers = self.workers
         # A 429 (a rate limiter) or another 4xx refusal is answered at the door.
         at_the_door = action in (Action.HANG, Action.DROP) or (
             action is Action.FAIL and decision.status < 500
@@ -382,6 +381,8 @@ class FaultMiddleware:
     ) -> None:
         """Wait for a worker, work, then answer -- or do the work for nobody."""
         body = await _read_body(receive)
+        if body is None:
+            return  # the caller left halfway through its request: nothing to do
         gone = asyncio.Event()
         watch = asyncio.create_task(_watch(receive, gone))
         try:
@@ -423,16 +424,16 @@ async def _fail(send: Any, decision: Decision) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Any) -> bytes:
+async def _read_body(receive: Any) -> bytes | None:
+    """The whole request body, or ``None`` if the caller disconnected before its end."""
     chunks = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
 async def _watch(receive: Any, gone: asyncio.Event) -> None:

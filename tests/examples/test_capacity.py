@@ -10,7 +10,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from examples.orders.capacity import Capacity, Gone, Level, Refused, Workers
+from examples.orders.capacity import (
+    FORGET_BATCH,
+    KEEP_SECONDS,
+    Capacity,
+    Gone,
+    Level,
+    Refused,
+    Workers,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -211,7 +219,7 @@ async def test_a_full_queue_refuses_and_a_flush_empties_it() -> None:
     await clock.run(until=clock.now + 10)
     assert await working is True
     assert (pool.busy.value, pool.depth, pool.queued.value) == (0, 0, 0)
-    assert total(pool.figures(), "refused") == 1
+    assert total(pool.figures(), "refused") == 2  # one at the limit, one flushed
 
 
 @in_loop
@@ -288,5 +296,52 @@ def test_level_means_and_peaks_match_a_sampled_model(steps: list[tuple[float, in
     for second in range(100, int(end)):
         samples = [at(second + (k + 0.5) / 2000) for k in range(2000)]
         assert means.get(second, 0.0) == pytest.approx(sum(samples) / 2000, abs=0.01)
-        highest = max([*samples, *(v for when, v in changes if second <= when < second + 1)])
+        # The peak, exactly: the level in force as the second begins, or any it steps to.
+        highest = max([at(second), *(v for when, v in changes if second <= when < second + 1)])
         assert peaks.get(second, 0) == highest
+
+
+@in_loop
+async def test_a_reset_keeps_running_work_counted_and_the_pool_within_its_size() -> None:
+    clock = VirtualTime()
+    pool = workers(Capacity(workers=1, service_time=1.0), clock)
+    running = spawn(pool.serve(0.0, asyncio.Event()))
+    queued = spawn(pool.serve(0.0, asyncio.Event()))
+    await clock.run(until=clock.now + 0.5)
+    assert pool.reset(Capacity(workers=1, service_time=1.0, scale=2.0)) == 1
+    with pytest.raises(Refused):
+        await queued
+    late = spawn(pool.serve(0.0, asyncio.Event()))
+    await clock.run(until=clock.now + 0.1)
+    assert pool.busy.value == 1  # the running one still holds the only worker
+    assert pool.depth == 1
+    await clock.run(until=clock.now + 10)
+    assert await running is True
+    assert await late is True
+    figures = pool.figures()
+    assert total(figures, "completed") == 2  # both counted after the reset
+    assert total(figures, "refused") == 0  # the flushed one went with the old figures
+    assert clock.now == pytest.approx(1000 + 1.0 + 2.0)  # the late one at the new scale
+
+
+@in_loop
+async def test_cancelling_a_request_that_notices_disconnects_frees_its_worker() -> None:
+    clock = VirtualTime()
+    pool = workers(Capacity(workers=1, service_time=5.0, notice_disconnect=True), clock)
+    task = spawn(pool.serve(0.0, asyncio.Event()))
+    await clock.run(until=clock.now + 1.0)
+    task.cancel()
+    await clock.run(until=clock.now + 0.1)
+    assert task.cancelled()
+    assert pool.busy.value == 0
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+def test_a_wall_clock_jump_costs_at_most_the_seconds_kept() -> None:
+    level = Level(0.0)
+    level.add(1, 0.0)
+    level.add(-1, 10_000_000.0)  # a year's jump, at one level
+    means, peaks = level.series(10_000_000.0)
+    assert len(means) <= KEEP_SECONDS + FORGET_BATCH + 1
+    assert means[9_999_999] == 1.0
+    assert peaks[9_999_999] == 1

@@ -14,7 +14,7 @@ import pytest
 
 from tests.scenarios.conftest import ROOT, QuickRun, descendants_with_marker
 
-# The first test to use it runs the quick scenario run (about a minute) in its setup.
+# The first test to use it runs the quick scenario run (about 2.5 minutes) in its setup.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 NAMES = [
