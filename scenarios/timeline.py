@@ -159,9 +159,9 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
             "Payment answers every charge, but each one holds one of its 12 workers for 3 to 4 s"
             " instead of 0.2: it can complete about 3.3 charges a second of the 10 offered, and"
             " the rest queue. The naive service waits up to 10 s per attempt and retries at once,"
-            " holding a connection of its one shared pool per order; once payment's queue is"
-            " longer than 10 s, every attempt times out and payment works on for callers who"
-            " have gone. seawall's bulkhead never lets more than 20 charges wait at payment; its"
+            " holding a connection of its one shared pool per order: its orders wait in"
+            " payment's queue, and most are answered once payment is fast again, seconds late."
+            " seawall's bulkhead never lets more than 20 charges wait at payment; its"
             " breaker counts calls slower than 2 s, and when half of the last 10 s are slow it"
             " opens and orders fail at once with 503 and Retry-After. Look at POST /orders"
             " latency, the requests in flight, and payment's queue."
@@ -452,9 +452,9 @@ def metastable(*, quick: bool = False) -> Scenario:
                 at=p.warm,
                 target="payment",
                 capacity={"scale": TRIGGER_SCALE},
-                label=f"trigger: payment {TRIGGER_SCALE:g}x slower",
+                label=f"payment {TRIGGER_SCALE:g}x slower",
             ),
-            Step(at=p.end, target="payment", capacity={"scale": 1.0}, label="trigger over"),
+            Step(at=p.end, target="payment", capacity={"scale": 1.0}, label="as fast again"),
         ),
         focus=("payment",),
         capacity={"payment": VULNERABLE_PAYMENT},
