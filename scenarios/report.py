@@ -150,6 +150,28 @@ def _top(scenario: Mapping[str, Any], kind: str) -> float:
     return top * 1.1
 
 
+def _line(
+    fig: go.Figure,
+    row: str,
+    col: int,
+    x: Sequence[float],
+    y: Sequence[float | None],
+    *,
+    name: str,
+    group: str,
+    line: dict[str, Any],
+    legend: bool = False,
+) -> None:
+    """One line trace in one panel."""
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=y, name=name, legendgroup=group, line=line, showlegend=legend, mode="lines"
+        ),
+        row=ROW[row],
+        col=col,
+    )
+
+
 def _route_and_load_traces(
     fig: go.Figure,
     scenario: Mapping[str, Any],
@@ -159,88 +181,81 @@ def _route_and_load_traces(
 ) -> None:
     """Each route's latency, success and goodput, and the focus simulators' own load."""
     first = col == 1
-    routes = sorted(scenario["mix"])
-    for route in routes:
+    for route in sorted(scenario["mix"]):
         series = data["series"][route]
         color = ROUTE_COLORS.get(route, "#333")
-        fig.add_trace(
-            go.Scatter(
-                x=seconds,
-                y=_ms(series["p99"]),
-                name=f"{route} p99",
-                legendgroup=route,
-                line={"color": color},
-                showlegend=first,
-                mode="lines",
-            ),
-            row=ROW["latency"],
-            col=col,
+        solid, dotted = {"color": color}, {"color": color, "dash": "dot"}
+        _line(
+            fig,
+            "latency",
+            col,
+            seconds,
+            _ms(series["p99"]),
+            name=f"{route} p99",
+            group=route,
+            line=solid,
+            legend=first,
         )
-        fig.add_trace(
-            go.Scatter(
-                x=seconds,
-                y=_ms(series["p50"]),
-                name=f"{route} p50",
-                legendgroup=route,
-                line={"color": color, "dash": "dot"},
-                showlegend=False,
-                mode="lines",
-            ),
-            row=ROW["latency"],
-            col=col,
+        _line(
+            fig,
+            "latency",
+            col,
+            seconds,
+            _ms(series["p50"]),
+            name=f"{route} p50",
+            group=route,
+            line=dotted,
         )
-        fig.add_trace(
-            go.Scatter(
-                x=seconds,
-                y=_pct(series["success"]),
-                name=route,
-                legendgroup=route,
-                line={"color": color},
-                showlegend=False,
-                mode="lines",
-            ),
-            row=ROW["success"],
-            col=col,
+        _line(
+            fig,
+            "success",
+            col,
+            seconds,
+            _pct(series["success"]),
+            name=route,
+            group=route,
+            line=solid,
         )
-        for key, dash in (("ok", None), ("sent", "dot")):
-            fig.add_trace(
-                go.Scatter(
-                    x=seconds,
-                    y=series[key],
-                    name=f"{route} {'goodput' if key == 'ok' else 'offered'}",
-                    legendgroup=route,
-                    line={"color": color, "dash": dash, "shape": "hvh"},
-                    showlegend=False,
-                    mode="lines",
-                ),
-                row=ROW["goodput"],
-                col=col,
-            )
+        _line(
+            fig,
+            "goodput",
+            col,
+            seconds,
+            series["ok"],
+            name=f"{route} goodput",
+            group=route,
+            line=solid | {"shape": "hvh"},
+        )
+        _line(
+            fig,
+            "goodput",
+            col,
+            seconds,
+            series["sent"],
+            name=f"{route} offered",
+            group=route,
+            line=dotted | {"shape": "hvh"},
+        )
     for sim in scenario["focus"]:
         load = data.get("load", {}).get(sim)
         if load is None:
             continue
+        color = DOWNSTREAM_COLORS.get(sim, "#333")
         for key, dash, what in (
             ("queue", None, "waiting"),
             ("busy", "dash", "busy workers"),
             ("wasted", "dot", "wasted /s"),
         ):
-            fig.add_trace(
-                go.Scatter(
-                    x=seconds,
-                    y=load[key],
-                    name=f"{sim}: {what}",
-                    legendgroup=f"load-{sim}-{key}",
-                    line={
-                        "color": DOWNSTREAM_COLORS.get(sim, "#333"),
-                        "dash": dash,
-                        "shape": "hvh",
-                    },
-                    showlegend=first,
-                    mode="lines",
-                ),
-                row=ROW["load"],
-                col=col,
+            _line(
+                fig,
+                "load",
+                col,
+                seconds,
+                load[key],
+                name=f"{sim}: {what}",
+                group=f"load-{sim}-{key}",
+                line={"color": color, "dash": dash, "shape": "hvh"},
+                legend=first,
             )
 
 

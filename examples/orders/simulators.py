@@ -388,7 +388,6 @@ class FaultMiddleware:
         try:
             present = await workers.serve(self._latency, gone)
         except Refused:
-            watch.cancel()
             if not gone.is_set():
                 await _fail(send, Decision(0.0, Action.FAIL, 503, {"Retry-After": "1"}))
             return
