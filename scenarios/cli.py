@@ -32,7 +32,10 @@ from .report import render_html, summary_text
 STARTUP = 4.0
 #: Per scenario: at most this long for the services to go quiet before it, and
 #: for answers after its last arrival (quick, full).
-SETTLE = {True: 2.0, False: 8.0}
+#: A full run waits out what seawall's compensations outbox still delivers after
+#: the retry storm (about 20 s of refunds and releases), so that the next
+#: scenario starts on idle downstreams; it waits only as long as that takes.
+SETTLE = {True: 2.0, False: 30.0}
 DRAIN = {True: 6.0, False: 12.0}
 
 

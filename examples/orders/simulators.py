@@ -475,6 +475,22 @@ async def _drop(send: Any, receive: Any) -> None:
     await _until_disconnected(receive)
 
 
+def capacity_of(service: str, changes: str, *, unlimited: bool = False) -> Capacity:
+    """A service's default sizing with the command line's changes (a JSON object).
+
+    Raises:
+        ValueError: Not JSON, or a bad field; the message names it.
+        TypeError: JSON that is not an object.
+    """
+    data = json.loads(changes)
+    if not isinstance(data, dict):
+        msg = "--capacity must be a JSON object"
+        raise TypeError(msg)
+    if unlimited:
+        data["workers"] = None
+    return SIZING[service].changed(data)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one simulator with uvicorn on 127.0.0.1."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -490,12 +506,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        changes = json.loads(args.capacity)
-        if not isinstance(changes, dict):
-            raise TypeError("--capacity must be a JSON object")  # noqa: TRY301
-        if args.unlimited:
-            changes["workers"] = None
-        capacity = SIZING[args.service].changed(changes)
+        capacity = capacity_of(args.service, args.capacity, unlimited=args.unlimited)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     uvicorn.run(

@@ -214,9 +214,16 @@ def test_a_reset_answers_the_queued_with_503() -> None:
     assert (status, reset["flushed"]) == (503, 1)
 
 
-def test_the_command_line_takes_capacity_changes() -> None:
-    with pytest.raises(SystemExit):
-        simulators.main(["payment", "--port", "1", "--capacity", '{"workers": -1}'])
+def test_the_command_line_takes_capacity_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    changed = simulators.capacity_of("payment", '{"workers": 3, "scale": 2}')
+    assert (changed.workers, changed.scale) == (3, 2)
+    assert changed.service_time == SIZING["payment"].service_time  # the rest as sized
+    assert simulators.capacity_of("payment", "{}", unlimited=True).workers is None
+    for bad, field in (('{"workers": -1}', "workers"), ("[1]", "object"), ("{", "")):
+        with pytest.raises(SystemExit) as exit_:
+            simulators.main(["payment", "--port", "1", "--capacity", bad])
+        assert exit_.value.code == 2  # a usage error, before any server starts
+        assert field in capsys.readouterr().err
 
 
 def test_a_slowdown_that_ends_does_not_slow_the_requests_queued_during_it() -> None:

@@ -43,7 +43,7 @@ def test_quick_run_writes_the_report_and_its_numbers(quick_run: QuickRun) -> Non
     assert str(quick_run.html) in quick_run.stdout
 
 
-def test_quick_run_takes_about_two_minutes(quick_run: QuickRun) -> None:
+def test_quick_run_takes_about_two_and_a_half_minutes(quick_run: QuickRun) -> None:
     # Six 11 s scenarios and the metastable one (43 s: its claim is about the
     # 30 s after the trigger), each with its settling and draining.
     assert quick_run.seconds < 180, quick_run.seconds
@@ -171,7 +171,7 @@ def test_the_metastable_failure_and_the_recovery(quick_run: QuickRun) -> None:
     # Naive: below 10 % of the offered goodput in every one of the 30 s after the trigger...
     ok = naive["series"]["POST /orders"]["ok"]
     after = range(math.ceil(end), math.ceil(end) + 30)
-    assert sum(ok[s] for s in after) < 0.1 * offered * 30
+    assert all(ok[s] < 0.1 * offered for s in after), [ok[s] for s in after]
     assert naive["windows"]["after"]["POST /orders"]["goodput"] < 0.1 * offered
     # ...while payment stays saturated with work nobody waits for.
     payment_after = naive["windows"]["after"]["downstream"]["payment"]
@@ -186,14 +186,19 @@ def test_the_metastable_failure_and_the_recovery(quick_run: QuickRun) -> None:
     assert ttr["naive"] is None
     assert ttr["seawall"] is not None
     assert ttr["seawall"] <= bound, (ttr["seawall"], bound)
-    # Payment's wasted work from the trigger on: at most a fifth of naive's.
+    # Payment's wasted work: at most a fifth of naive's. Counted from the trigger on
+    # (the "incident" window): during a 10 s trigger no caller's wait reaches its
+    # timeout, so both wirings waste nothing inside it, and the naive waste starts after.
     wasted = {
         m: d["windows"]["incident"]["downstream"]["payment"]["wasted"]
         for m, d in scenario["modes"].items()
     }
     assert wasted["naive"] > 0
     assert wasted["seawall"] <= wasted["naive"] / 5
-    # The picture: offered load, payment's queue and busy workers, goodput, both wirings.
-    for mode in (naive, seawall):
-        assert len(mode["load"]["payment"]["queue"]) == math.ceil(scenario["duration"])
-    assert 'id="plot-metastable"' in quick_run.html.read_text()
+    # The picture's payment row: naive's queue grows past anything seawall's bulkhead
+    # allows, and both columns draw it.
+    assert max(naive["load"]["payment"]["queue"]) > 5 * capacity["workers"]
+    assert max(seawall["load"]["payment"]["queue"]) <= 20  # the payment bulkhead
+    page = quick_run.html.read_text()
+    section = page[page.index("id='metastable'") :]
+    assert section.count('"name":"payment: waiting"') == 2
