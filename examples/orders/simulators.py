@@ -134,7 +134,7 @@ class Records:
             }
 
 
-def create_app(  # noqa: C901 - one small handler per control endpoint
+def create_app(
     service: str, *, chaos: Chaos | None = None, capacity: Capacity | None = None
 ) -> Any:
     """Build the ASGI app of one simulator (faults applied to every non-control path).
@@ -168,20 +168,14 @@ def create_app(  # noqa: C901 - one small handler per control endpoint
 
     async def set_capacity(request: Request) -> Response:
         try:
-            data = json.loads(await request.body() or b"{}")
-            if not isinstance(data, dict):
-                raise TypeError("a JSON object")  # noqa: TRY301
-            workers.configure(workers.capacity.changed(data))
+            workers.configure(workers.capacity.changed(await _json_object(request)))
         except (ValueError, TypeError) as exc:
             return JSONResponse({"error": "bad_capacity", "detail": str(exc)}, status_code=422)
         return JSONResponse({"capacity": workers.capacity.to_mapping()})
 
     async def set_fault(request: Request) -> Response:
         try:
-            data = json.loads(await request.body() or b"{}")
-            if not isinstance(data, dict):
-                raise TypeError("a JSON object")  # noqa: TRY301
-            fault = chaos.set(Fault.from_mapping(data))
+            fault = chaos.set(Fault.from_mapping(await _json_object(request)))
         except (ValueError, TypeError, ConfigError) as exc:
             return JSONResponse({"error": "bad_fault", "detail": str(exc)}, status_code=422)
         return JSONResponse({"fault": fault.to_mapping()})
@@ -299,6 +293,20 @@ def _service_routes(service: str, records_of: Any) -> list[Route]:  # noqa: C901
         "analytics": [Route("/events", event, methods=["POST"])],
         "recommendations": [Route("/recommendations", recommend, methods=["GET"])],
     }[service]
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """A control request's JSON object body (empty: ``{}``).
+
+    Raises:
+        ValueError: Not JSON.
+        TypeError: JSON that is not an object.
+    """
+    data = json.loads(await request.body() or b"{}")
+    if not isinstance(data, dict):
+        msg = "a JSON object"
+        raise TypeError(msg)
+    return data
 
 
 async def _json(request: Request) -> dict[str, Any] | None:
