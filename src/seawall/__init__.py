@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from seawall._clock import MONOTONIC, Clock, MonotonicClock
+from seawall.adaptive import AdaptiveLimit
 from seawall.breaker import BreakerConfig, BreakerMetrics, CircuitBreaker
 from seawall.bulkhead import Bulkhead, BulkheadConfig, ThreadBulkhead
 from seawall.core.backoff import Backoff
@@ -23,9 +24,12 @@ from seawall.errors import (
     ConfigError,
     DeadlineExceeded,
     DependencyUnavailable,
+    LimitExceededError,
+    LoadShedError,
     RejectedError,
     RetryError,
     SeawallError,
+    ThrottledError,
 )
 from seawall.events import LISTENERS, Listeners
 from seawall.fallback import (
@@ -43,11 +47,13 @@ from seawall.health import BreakerReading, Check, CheckResult, Health, HealthRep
 from seawall.outbox import Outbox, OutboxConfig, OutboxEntry
 from seawall.registry import BudgetProblem, Registry
 from seawall.retry import Attempt, Retry, RetryConfig, Transient, transient
+from seawall.throttle import Throttle
 from seawall.timeouts import current_deadline, deadline, remaining, timeout
 
 __all__ = [
     "LISTENERS",
     "MONOTONIC",
+    "AdaptiveLimit",
     "AsyncStaleStore",
     "Attempt",
     "Backoff",
@@ -76,7 +82,9 @@ __all__ = [
     "Fallback",
     "Health",
     "HealthReport",
+    "LimitExceededError",
     "Listeners",
+    "LoadShedError",
     "MemoryStaleStore",
     "MonotonicClock",
     "Outbox",
@@ -93,6 +101,8 @@ __all__ = [
     "StaleStore",
     "State",
     "ThreadBulkhead",
+    "Throttle",
+    "ThrottledError",
     "TimeWindow",
     "Transient",
     "current_deadline",

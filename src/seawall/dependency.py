@@ -53,6 +53,7 @@ from seawall import _expiry as expiry_module
 from seawall import _validate
 from seawall._clock import MONOTONIC, Clock
 from seawall._expiry import Expiry
+from seawall.adaptive import AdaptiveLimit, dropped
 from seawall.breaker import CircuitBreaker
 from seawall.bulkhead import Bulkhead, ThreadBulkhead
 from seawall.core.backoff import retry_after_of
@@ -74,6 +75,7 @@ from seawall.fallback import (
 )
 from seawall.outbox import Outbox, OutboxEntry
 from seawall.retry import Retry, transient
+from seawall.throttle import Throttle
 from seawall.timeouts import close_scope, current_deadline, expired, open_scope
 
 if TYPE_CHECKING:
@@ -128,9 +130,10 @@ class DependencyConfig:
     timeout: float | None = None
     retry: Retry | None = None
     breaker: CircuitBreaker | None = None
-    bulkhead: Bulkhead | ThreadBulkhead | None = None
+    bulkhead: Bulkhead | ThreadBulkhead | AdaptiveLimit | None = None
     fallback: Fallback | None = None
     outbox: Outbox | None = None
+    throttle: Throttle | None = None
 
     def __post_init__(self) -> None:
         errors: list[str] = []
@@ -164,9 +167,10 @@ class DependencyConfig:
         for field, kind in (
             ("retry", Retry),
             ("breaker", CircuitBreaker),
-            ("bulkhead", (Bulkhead, ThreadBulkhead)),
+            ("bulkhead", (Bulkhead, ThreadBulkhead, AdaptiveLimit)),
             ("fallback", Fallback),
             ("outbox", Outbox),
+            ("throttle", Throttle),
         ):
             value = getattr(self, field)
             if value is not None and not isinstance(value, kind):
@@ -194,7 +198,14 @@ class Dependency:
         breaker: The circuit breaker every attempt goes through.
         bulkhead: Caps concurrent attempts: a :class:`~seawall.bulkhead.Bulkhead`
             for :meth:`call`, a :class:`~seawall.bulkhead.ThreadBulkhead` for
-            :meth:`call_sync`.
+            :meth:`call_sync`, or an :class:`~seawall.adaptive.AdaptiveLimit`
+            for both, whose limit moves with what each attempt measured (its
+            round-trip time; a drop when it timed out or was refused with 429
+            or 503).
+        throttle: Client-side adaptive throttling of the attempts
+            (:class:`~seawall.throttle.Throttle`), outside the breaker: it
+            sheds a share of attempts as the dependency refuses a share. Calls
+            the breaker or the bulkhead refuse are taken back from its window.
         fallback: For DEGRADABLE dependencies (required there, refused elsewhere).
         outbox: For BACKGROUND dependencies (required there, refused elsewhere):
             where :meth:`send` writes. Its deliveries go through this
@@ -216,10 +227,13 @@ class Dependency:
         "_bulkhead",
         "_expiry",
         "_fallback",
+        "_limit",
         "_listeners",
         "_now",
+        "_plain",
         "_retry",
         "_stale",
+        "_throttle",
         "_timeout",
         "_unavailable",
         "config",
@@ -234,9 +248,10 @@ class Dependency:
         timeout: float | timedelta | None = None,
         retry: Retry | None = None,
         breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | ThreadBulkhead | None = None,
+        bulkhead: Bulkhead | ThreadBulkhead | AdaptiveLimit | None = None,
         fallback: Fallback | None = None,
         outbox: Outbox | None = None,
+        throttle: Throttle | None = None,
         unavailable_on: Callable[[BaseException], bool] = is_unavailable,
         clock: Clock | None = None,
         listeners: Listeners | None = None,
@@ -255,12 +270,20 @@ class Dependency:
             bulkhead=bulkhead,
             fallback=fallback,
             outbox=outbox,
+            throttle=throttle,
         )
         self._timeout = self.config.timeout
         self._expiry: Expiry | None = None
         self._retry = None if retry is None else _named(retry, name)
         self._breaker = breaker
-        self._bulkhead = bulkhead
+        # An adaptive limit takes the bulkhead's place, but is released with
+        # what the attempt measured: it has a slot of its own.
+        limit = bulkhead if isinstance(bulkhead, AdaptiveLimit) else None
+        self._limit = limit
+        self._bulkhead = None if limit is not None else bulkhead
+        self._throttle = throttle
+        # No adaptive policy: the attempt may take the inlined fast path.
+        self._plain = limit is None and throttle is None
         self._fallback = fallback
         self._stale = fallback if fallback is not None and fallback.kind == "stale" else None
         self._unavailable = unavailable_on
@@ -268,7 +291,7 @@ class Dependency:
         self._listeners = LISTENERS if listeners is None else listeners
         if outbox is not None:
             wanted = Bulkhead if outbox._deliver_is_async else ThreadBulkhead
-            if bulkhead is not None and not isinstance(bulkhead, wanted):
+            if self._bulkhead is not None and not isinstance(self._bulkhead, wanted):
                 what = "async" if outbox._deliver_is_async else "sync"
                 _validate.fail_if(
                     [f"bulkhead must be a {wanted.__name__} for a {what} deliver, got {bulkhead!r}"]
@@ -291,9 +314,19 @@ class Dependency:
         return self._retry
 
     @property
-    def bulkhead(self) -> Bulkhead | ThreadBulkhead | None:
-        """The bulkhead, if any."""
-        return self._bulkhead
+    def bulkhead(self) -> Bulkhead | ThreadBulkhead | AdaptiveLimit | None:
+        """The bulkhead or adaptive limit, if any."""
+        return self.config.bulkhead
+
+    @property
+    def limit(self) -> AdaptiveLimit | None:
+        """The adaptive limit, if the bulkhead is one."""
+        return self._limit
+
+    @property
+    def throttle(self) -> Throttle | None:
+        """The client-side throttle, if any."""
+        return self._throttle
 
     @property
     def outbox(self) -> Outbox | None:
@@ -444,7 +477,7 @@ class Dependency:
                 raise expired(self.name, 0.0, self._listeners)
             loop = _get_running_loop()
             task = _current_task(loop)
-            if token is None or task is None:
+            if token is None or task is None or not self._plain:
                 # token is None when the ambient deadline was tighter than our
                 # own timeout: an expiry then says the caller ran short, not
                 # that the dependency is slow, so it counts for nothing in the
@@ -494,7 +527,38 @@ class Dependency:
         if when is not None and _monotonic() >= when:
             cast("Bulkhead | ThreadBulkhead", self._bulkhead).release()
             _release(self._breaker, permit)
+            self._forget_throttled()
             raise expired(self.name, 0.0, self._listeners)
+
+    def _admit_adaptive(self) -> int:
+        """Throttle, breaker, limit: the head of an attempt with adaptive policies.
+
+        Returns:
+            The breaker's permit.
+        """
+        throttle = self._throttle
+        if throttle is not None:
+            throttle.admit()
+        breaker = self._breaker
+        try:
+            permit = 0 if breaker is None else _admit(breaker)
+        except BaseException:
+            self._forget_throttled()  # refused further in: the backend saw nothing
+            raise
+        limit = self._limit
+        if limit is not None:
+            try:
+                limit.acquire()
+            except BaseException:
+                _release(breaker, permit)
+                self._forget_throttled()
+                raise
+        return permit
+
+    def _forget_throttled(self) -> None:
+        throttle = self._throttle
+        if throttle is not None:
+            throttle.forget()
 
     def _attempt_failed(
         self,
@@ -519,7 +583,7 @@ class Dependency:
             self._after_abort(permit)
         raise exc
 
-    async def _guarded(
+    async def _guarded(  # noqa: C901, PLR0912 - one frame for the attempt, head to tail
         self,
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
@@ -530,7 +594,10 @@ class Dependency:
         cut_short: bool,
     ) -> Any:
         breaker = self._breaker
-        permit = 0 if breaker is None else _admit(breaker)
+        if self._plain:
+            permit = 0 if breaker is None else _admit(breaker)
+        else:
+            permit = self._admit_adaptive()
         bulkhead = self._bulkhead
         if bulkhead is not None:
             try:
@@ -538,9 +605,11 @@ class Dependency:
             except BaseException:
                 # A full bulkhead says nothing about the dependency's health.
                 _release(breaker, permit)
+                self._forget_throttled()
                 raise
             self._check_time_left(permit, when)
-        t0 = self._now() if breaker is not None and breaker._timed else 0.0
+        timed = not self._plain or (breaker is not None and breaker._timed)
+        t0 = self._now() if timed else 0.0
         try:
             if when is None:
                 result = await fn(*args, **kwargs)
@@ -575,16 +644,42 @@ class Dependency:
         if bulkhead is not None:
             bulkhead.release()
         breaker = self._breaker
+        if self._plain:
+            if breaker is not None:
+                breaker._core.on_success(permit, self._now() - t0 if breaker._timed else 0.0)
+            return
+        elapsed = self._now() - t0
         if breaker is not None:
-            breaker._core.on_success(permit, self._now() - t0 if breaker._timed else 0.0)
+            breaker._core.on_success(permit, elapsed)
+        limit = self._limit
+        if limit is not None:
+            limit.release(elapsed)
+        throttle = self._throttle
+        if throttle is not None:
+            throttle.record()
 
     def _after_error(self, permit: int, exc: Exception, t0: float) -> None:
         bulkhead = self._bulkhead
         if bulkhead is not None:
             bulkhead.release()
         breaker = self._breaker
+        if self._plain:
+            if breaker is not None:
+                breaker._core.on_error(permit, exc, self._now() - t0 if breaker._timed else 0.0)
+            return
+        elapsed = self._now() - t0
         if breaker is not None:
-            breaker._core.on_error(permit, exc, self._now() - t0 if breaker._timed else 0.0)
+            breaker._core.on_error(permit, exc, elapsed)
+        limit = self._limit
+        if limit is not None:
+            # A failure of the call's own (a 404, a bug) says nothing of the load.
+            if dropped(exc):
+                limit.release(elapsed, dropped=True)
+            else:
+                limit.release()
+        throttle = self._throttle
+        if throttle is not None:
+            throttle.record(exc)
 
     def _after_abort(self, permit: int) -> None:
         # Cancelled or interrupted: neither success nor failure.
@@ -592,6 +687,11 @@ class Dependency:
         if bulkhead is not None:
             bulkhead.release()
         _release(self._breaker, permit)
+        if not self._plain:
+            limit = self._limit
+            if limit is not None:
+                limit.release()
+            self._forget_throttled()
 
     async def _fall_back_async(
         self,
@@ -683,7 +783,10 @@ class Dependency:
             # Nothing left of the budget: not worth starting the call.
             raise DeadlineExceeded(name=self.name, timeout=0.0)
         breaker = self._breaker
-        permit = 0 if breaker is None else _admit(breaker)
+        if self._plain:
+            permit = 0 if breaker is None else _admit(breaker)
+        else:
+            permit = self._admit_adaptive()
         # The timeout cannot interrupt sync code: it becomes the ambient
         # deadline, which bounds the bulkhead's wait and which fn can pass to
         # its client (seawall.remaining()).
@@ -696,9 +799,11 @@ class Dependency:
                     bulkhead.acquire()  # checked by _call_sync
                 except BaseException:
                     _release(breaker, permit)
+                    self._forget_throttled()
                     raise
                 self._check_time_left(permit, current_deadline())
-            t0 = self._now() if breaker is not None and breaker._timed else 0.0
+            timed = not self._plain or (breaker is not None and breaker._timed)
+            t0 = self._now() if timed else 0.0
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:

@@ -6,7 +6,10 @@ toolkit's own decisions and nothing else::
     SeawallError
     ├── RejectedError            a call refused without being attempted
     │   ├── CircuitOpenError     ... by an open (or full half-open) breaker
-    │   └── BulkheadFullError    ... by a bulkhead with no free permit
+    │   ├── BulkheadFullError    ... by a bulkhead with no free permit
+    │   │   └── LimitExceededError   ... by an adaptive limit, at its current limit
+    │   ├── ThrottledError       ... by client-side adaptive throttling
+    │   └── LoadShedError        ... by the service's own load shedding
     ├── DeadlineExceeded         a timeout or the ambient deadline ran out (also a TimeoutError)
     ├── RetryError               retries ran out and ``reraise=False`` was asked for
     ├── DependencyUnavailable    a critical dependency failed after all its policies
@@ -27,9 +30,12 @@ __all__ = [
     "ConfigError",
     "DeadlineExceeded",
     "DependencyUnavailable",
+    "LimitExceededError",
+    "LoadShedError",
     "RejectedError",
     "RetryError",
     "SeawallError",
+    "ThrottledError",
 ]
 
 
@@ -89,6 +95,83 @@ class BulkheadFullError(RejectedError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         state = {"name": self.name, "max_concurrent": self.max_concurrent}
+        return (_rebuild, (type(self), state))
+
+
+class LimitExceededError(BulkheadFullError):
+    """An adaptive limit (:class:`~seawall.AdaptiveLimit`) was at its current limit.
+
+    It is a :class:`BulkheadFullError`, so code that handles a full bulkhead
+    (an HTTP layer answering 503) handles this one too; ``max_concurrent`` is
+    the limit in force when the call was refused.
+
+    Attributes:
+        name: The limit's (usually the dependency's) name.
+        limit: The limit in force: how many calls were in flight.
+    """
+
+    def __init__(self, *, name: str, limit: int | None = None) -> None:
+        super().__init__(name=name, max_concurrent=limit)
+
+    @property
+    def limit(self) -> int | None:
+        """The limit in force when the call was refused."""
+        return self.max_concurrent
+
+    def __str__(self) -> str:
+        cap = "" if self.max_concurrent is None else f" ({self.max_concurrent} in flight)"
+        return f"adaptive limit {self.name!r} reached{cap}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), {"name": self.name, "limit": self.max_concurrent}))
+
+
+class ThrottledError(RejectedError):
+    """Client-side adaptive throttling (:class:`~seawall.Throttle`) shed the call.
+
+    Attributes:
+        name: The throttle's (usually the dependency's) name.
+        probability: The rejection probability in force, in [0, 1).
+    """
+
+    def __init__(self, *, name: str, probability: float) -> None:
+        self.name = name
+        self.probability = probability
+
+    def __str__(self) -> str:
+        return f"throttle {self.name!r} shed the call (p={self.probability:.2f})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {"name": self.name, "probability": self.probability}
+        return (_rebuild, (type(self), state))
+
+
+class LoadShedError(RejectedError):
+    """The service's own load shedding refused a request before it ran.
+
+    Attributes:
+        name: The shedder's name.
+        priority: The request's priority (0 is the most important).
+        limit: The concurrency the priority was allowed when it was refused.
+        retry_after: Seconds after which trying again makes sense.
+    """
+
+    def __init__(self, *, name: str, priority: int, limit: int, retry_after: float) -> None:
+        self.name = name
+        self.priority = priority
+        self.limit = limit
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{self.name!r} shed a priority-{self.priority} request (limit {self.limit})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {
+            "name": self.name,
+            "priority": self.priority,
+            "limit": self.limit,
+            "retry_after": self.retry_after,
+        }
         return (_rebuild, (type(self), state))
 
 

@@ -31,8 +31,11 @@ __all__ = [
     "FallbackFailed",
     "FallbackUsed",
     "GiveUpReason",
+    "LimitChanged",
+    "LimitRejected",
     "Listener",
     "Listeners",
+    "LoadShed",
     "OutboxDelivered",
     "OutboxDeliveryFailed",
     "OutboxDropped",
@@ -41,6 +44,7 @@ __all__ = [
     "StateChanged",
     "StoreRecovered",
     "StoreUnavailable",
+    "ThrottleRejected",
     "TimedOut",
 ]
 
@@ -141,6 +145,58 @@ class BulkheadRejected(Event):
 
     max_concurrent: int
     waited: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitChanged(Event):
+    """An adaptive limit moved: ``old`` and ``new`` concurrency limits.
+
+    ``rtt`` is the round-trip time the algorithm was given (the window's
+    average, in seconds), ``in_flight`` the most calls in flight during that
+    window, and ``dropped`` whether a call of the window was dropped (timed out
+    or refused by the dependency).
+    """
+
+    old: int
+    new: int
+    rtt: float
+    in_flight: int
+    dropped: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitRejected(Event):
+    """An adaptive limit refused a call: ``limit`` calls were already in flight."""
+
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThrottleRejected(Event):
+    """Client-side throttling shed a call.
+
+    ``probability`` is the rejection probability in force; ``requests`` and
+    ``accepts`` are the trailing window's counts it was computed from.
+    """
+
+    probability: float
+    requests: int
+    accepts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadShed(Event):
+    """The service's load shedding refused a request.
+
+    ``route`` is the request's path template or path, ``priority`` its
+    priority (0 is the most important), ``limit`` the concurrency that
+    priority was allowed, ``in_flight`` the requests being served.
+    """
+
+    route: str
+    priority: int
+    limit: int
+    in_flight: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

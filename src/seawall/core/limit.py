@@ -21,9 +21,17 @@ Load", 2018), with its parameters and defaults where they make sense here:
 Neither grows the limit while the caller uses less than half of it: an idle
 client learns nothing about the dependency's capacity.
 
+The algorithms learn from windows of calls, not from each call:
+:class:`SampleWindow` gathers the calls of about a second (at least
+``min_samples`` of them) and hands the algorithm their average RTT, the most
+calls in flight during the window and whether any was dropped, as
+concurrency-limits' ``WindowedLimit`` does. One noisy call moves nothing, and
+a call costs a few additions rather than an algorithm step.
+
 This module is sans-IO: no clock, no lock, no await. ``on_sample`` takes the
-measured RTT in seconds; the driver that admits calls (and holds a lock
-around ``on_sample``) measures it with its injected clock.
+measured RTT in seconds and :meth:`SampleWindow.add` the time it ended; the
+driver that admits calls (and holds a lock around them) reads its injected
+clock.
 
 .. versionadded:: 0.2
 """
@@ -36,7 +44,16 @@ from typing import Protocol, runtime_checkable
 
 from seawall import _validate
 
-__all__ = ["Aimd", "AimdConfig", "ExpAverage", "Gradient2", "Gradient2Config", "LimitAlgorithm"]
+__all__ = [
+    "Aimd",
+    "AimdConfig",
+    "ExpAverage",
+    "Gradient2",
+    "Gradient2Config",
+    "LimitAlgorithm",
+    "SampleWindow",
+    "SampleWindowConfig",
+]
 
 
 @runtime_checkable
@@ -239,3 +256,99 @@ class Aimd:
 
     def __repr__(self) -> str:
         return f"Aimd(limit={self._limit})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SampleWindowConfig:
+    """How calls are gathered into one sample of the limit algorithm.
+
+    Attributes:
+        min_time: A window lasts at least this long, in seconds (> 0)...
+        max_time: ...and at most this long once it has ``min_samples``
+            (>= ``min_time``). Between the two it lasts twice the fastest
+            call's RTT, so a slow dependency is judged on whole calls.
+        min_samples: A window closes only once it holds this many calls (>= 1).
+        min_rtt: Calls faster than this, in seconds, are not counted: a cache
+            hit or an error raised before the wire says nothing of the load.
+    """
+
+    min_time: float = 1.0
+    max_time: float = 1.0
+    min_samples: int = 10
+    min_rtt: float = 0.0001
+
+    def __post_init__(self) -> None:
+        errors = _validate.duration("min_time", self.min_time, allow_zero=False)
+        errors += _validate.duration("max_time", self.max_time, allow_zero=False)
+        if not errors and self.max_time < self.min_time:
+            errors.append(f"max_time ({self.max_time}) must be >= min_time ({self.min_time})")
+        errors += _validate.at_least("min_samples", self.min_samples, 1)
+        errors += _validate.duration("min_rtt", self.min_rtt)
+        _validate.fail_if(errors)
+
+
+class SampleWindow:
+    """Calls gathered into windows, each of them one sample of ``algorithm``.
+
+    Not thread-safe by itself: its owner holds a lock around :meth:`add`.
+    """
+
+    __slots__ = (
+        "_count",
+        "_dropped",
+        "_ends",
+        "_fastest",
+        "_max_in_flight",
+        "_sum",
+        "algorithm",
+        "config",
+    )
+
+    def __init__(self, algorithm: LimitAlgorithm, config: SampleWindowConfig | None = None) -> None:
+        self.algorithm = algorithm
+        self.config = config or SampleWindowConfig()
+        self._ends: float | None = None
+        self._clear()
+
+    def _clear(self) -> None:
+        self._count = 0
+        self._sum = 0.0
+        self._fastest = math.inf
+        self._max_in_flight = 0
+        self._dropped = False
+
+    def add(self, now: float, rtt: float, in_flight: int, dropped: bool) -> tuple[int, int] | None:
+        """Count one finished call; at the end of a window, feed the algorithm.
+
+        Args:
+            now: When the call ended (the driver's clock).
+            rtt: How long it took, in seconds.
+            in_flight: Calls in flight when it ended, itself included.
+            dropped: Whether it timed out or the dependency refused it.
+
+        Returns:
+            ``(old, new)`` limits when this call closed a window, else ``None``.
+        """
+        config = self.config
+        if rtt < config.min_rtt and not dropped:
+            return None
+        self._count += 1
+        self._sum += rtt
+        self._fastest = min(self._fastest, rtt)
+        self._max_in_flight = max(self._max_in_flight, in_flight)
+        if dropped:
+            self._dropped = True
+        ends = self._ends
+        if ends is None:  # the first call opens the first window
+            self._ends = now + config.min_time
+            return None
+        # A drop closes the window at once: waiting a second to back off
+        # would let a whole second of calls pile onto an overloaded dependency.
+        if not self._dropped and (now < ends or self._count < config.min_samples):
+            return None
+        old = self.algorithm.limit
+        new = self.algorithm.on_sample(self._sum / self._count, self._max_in_flight, self._dropped)
+        span = min(max(2 * self._fastest, config.min_time), config.max_time)
+        self._ends = now + span
+        self._clear()
+        return old, new
