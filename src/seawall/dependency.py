@@ -205,7 +205,8 @@ class Dependency:
         throttle: Client-side adaptive throttling of the attempts
             (:class:`~seawall.throttle.Throttle`), outside the breaker: it
             sheds a share of attempts as the dependency refuses a share. Calls
-            the breaker or the bulkhead refuse are taken back from its window.
+            the breaker or the bulkhead refuse, and cancelled ones, are not
+            counted in its window.
         fallback: For DEGRADABLE dependencies (required there, refused elsewhere).
         outbox: For BACKGROUND dependencies (required there, refused elsewhere):
             where :meth:`send` writes. Its deliveries go through this
@@ -527,7 +528,6 @@ class Dependency:
         if when is not None and _monotonic() >= when:
             cast("Bulkhead | ThreadBulkhead", self._bulkhead).release()
             _release(self._breaker, permit)
-            self._forget_throttled()
             raise expired(self.name, 0.0, self._listeners)
 
     def _admit_adaptive(self) -> int:
@@ -539,26 +539,18 @@ class Dependency:
         throttle = self._throttle
         if throttle is not None:
             throttle.admit()
+        # A call refused further in (an open breaker, the limit) never
+        # reached the backend: it is not recorded in the throttle's window.
         breaker = self._breaker
-        try:
-            permit = 0 if breaker is None else _admit(breaker)
-        except BaseException:
-            self._forget_throttled()  # refused further in: the backend saw nothing
-            raise
+        permit = 0 if breaker is None else _admit(breaker)
         limit = self._limit
         if limit is not None:
             try:
                 limit.acquire()
             except BaseException:
                 _release(breaker, permit)
-                self._forget_throttled()
                 raise
         return permit
-
-    def _forget_throttled(self) -> None:
-        throttle = self._throttle
-        if throttle is not None:
-            throttle.forget()
 
     def _attempt_failed(
         self,
@@ -605,7 +597,6 @@ class Dependency:
             except BaseException:
                 # A full bulkhead says nothing about the dependency's health.
                 _release(breaker, permit)
-                self._forget_throttled()
                 raise
             self._check_time_left(permit, when)
         timed = not self._plain or (breaker is not None and breaker._timed)
@@ -687,11 +678,9 @@ class Dependency:
         if bulkhead is not None:
             bulkhead.release()
         _release(self._breaker, permit)
-        if not self._plain:
-            limit = self._limit
-            if limit is not None:
-                limit.release()
-            self._forget_throttled()
+        limit = self._limit
+        if limit is not None:
+            limit.release()
 
     async def _fall_back_async(
         self,
@@ -799,7 +788,6 @@ class Dependency:
                     bulkhead.acquire()  # checked by _call_sync
                 except BaseException:
                     _release(breaker, permit)
-                    self._forget_throttled()
                     raise
                 self._check_time_left(permit, current_deadline())
             timed = not self._plain or (breaker is not None and breaker._timed)

@@ -167,10 +167,11 @@ class Throttle:
     # -- the decision ----------------------------------------------------------------
 
     def admit(self) -> None:
-        """Count a call and let it go, or shed it.
+        """Let a call go, or shed it.
 
-        Every admitted call must be ended with :meth:`record` (or
-        :meth:`forget` when it never reached the backend).
+        A call that goes is counted once :meth:`record` tells its outcome; one
+        that never reaches the backend (refused further in, cancelled) is
+        simply not recorded.
 
         Raises:
             ThrottledError: The call was shed.
@@ -195,29 +196,20 @@ class Throttle:
         raise ThrottledError(name=self.name, probability=p)
 
     def record(self, exc: BaseException | None = None) -> None:
-        """End an admitted call: ``exc`` is its failure, ``None`` a success.
+        """Count an admitted call's outcome: ``exc`` is its failure, ``None`` a success.
 
         A success, or a failure that :func:`refused` (or ``refused_on``) does
-        not call a refusal, counts as accepted. An interruption (cancellation)
-        counts as neither, as :meth:`forget` does.
+        not call a refusal, counts as accepted. An interruption (a
+        cancellation) counts for nothing.
         """
-        if exc is not None:
-            if not isinstance(exc, Exception):
-                self.forget()
-                return
-            if self._refused(exc):
-                return
+        if exc is not None and not isinstance(exc, Exception):
+            return
+        refusal = exc is not None and self._refused(exc)
         with self._lock:
-            self._state.accepted(self._now())
-
-    def forget(self) -> None:
-        """Take back an admitted call that never reached the backend.
-
-        A call refused further in (an open breaker, a full bulkhead) or
-        cancelled says nothing of what the backend accepts.
-        """
-        with self._lock:
-            self._state.unrequest(self._now())
+            if refusal:
+                self._state.refused(self._now())
+            else:
+                self._state.accepted(self._now())
 
     def reset(self) -> None:
         """Forget the window: shed nothing until the backend refuses again."""

@@ -339,9 +339,8 @@ class SampleWindow:
         if dropped:
             self._dropped = True
         ends = self._ends
-        if ends is None:  # the first call opens the first window
-            self._ends = now + config.min_time
-            return None
+        if ends is None:  # the first window opened when its first call started
+            ends = self._ends = now - rtt + config.min_time
         # A drop closes the window at once: waiting a second to back off
         # would let a whole second of calls pile onto an overloaded dependency.
         if not self._dropped and (now < ends or self._count < config.min_samples):

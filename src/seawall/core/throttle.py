@@ -116,7 +116,11 @@ class ThrottleState:
         return min(p, self.config.max_probability)
 
     def admit(self, now: float, draw: float) -> float:
-        """Count a request and decide it.
+        """Decide a request; a shed one is counted as a request at once.
+
+        A request that goes is counted when its outcome is known
+        (:meth:`accepted` or :meth:`refused`): a burst of calls still in
+        flight is not a burst of refusals.
 
         Args:
             now: The clock's reading.
@@ -127,28 +131,25 @@ class ThrottleState:
         """
         i = self._advance(now)
         p = self._p()
-        self._requests[i] += 1
-        self.requests += 1
-        return p if draw < p else 0.0
+        if draw < p:
+            self._requests[i] += 1
+            self.requests += 1
+            return p
+        return 0.0
 
     def accepted(self, now: float) -> None:
-        """Count an answer from the backend that was not a refusal."""
+        """Count a request the backend accepted (answered with no refusal)."""
         i = self._advance(now)
+        self._requests[i] += 1
         self._accepts[i] += 1
+        self.requests += 1
         self.accepts += 1
 
-    def unrequest(self, now: float) -> None:
-        """Take back one request that never reached the backend (refused further in)."""
+    def refused(self, now: float) -> None:
+        """Count a request the backend refused (or that timed out)."""
         i = self._advance(now)
-        # The request was most likely counted in this slice; if that slice is
-        # empty it was counted in an older one, which is taken from instead.
-        n = self.config.buckets
-        for back in range(n):
-            j = (i - back) % n
-            if self._requests[j]:
-                self._requests[j] -= 1
-                self.requests -= 1
-                return
+        self._requests[i] += 1
+        self.requests += 1
 
     def reset(self) -> None:
         """Forget the window."""
