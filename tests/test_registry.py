@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from seawall import (
+    AdaptiveLimit,
     Bulkhead,
     ConfigError,
     Criticality,
@@ -18,6 +19,7 @@ from seawall import (
     Registry,
     Retry,
     ThreadBulkhead,
+    Throttle,
     TimeWindow,
 )
 from seawall.events import Listeners
@@ -152,12 +154,89 @@ def test_fallbacks_and_outboxes_given_in_code(tmp_path: Path) -> None:
             "dependencies.p.retry: must be a table or false, got 3",
         ),
         ({"dependncies": {}}, "dependncies: unknown key"),
+        (
+            {"dependencies": {"p": {"limit": {"algorithm": "aimd", "queue_size": 2}}}},
+            "dependencies.p.limit: queue_size: Gradient2's options, not AIMD's",
+        ),
+        (
+            {"dependencies": {"p": {"limit": {"initial": 0}}}},
+            "dependencies.p.limit: initial must be an integer >= 1, got 0",
+        ),
+        (
+            {"dependencies": {"p": {"limit": {"windw": {}}}}},
+            "dependencies.p.limit.windw: unknown key",
+        ),
+        (
+            {"dependencies": {"p": {"limit": {"window": {"min_samples": 0}}}}},
+            "dependencies.p.limit: window: min_samples must be an integer >= 1, got 0",
+        ),
+        (
+            {"dependencies": {"p": {"limit": {"window": {"min_tme": 1}}}}},
+            "dependencies.p.limit.window.min_tme: unknown key",
+        ),
+        (
+            {"dependencies": {"p": {"limit": {}, "bulkhead": {"max_concurrent": 3}}}},
+            "dependencies.p: bulkhead and limit both set",
+        ),
+        (
+            {
+                "dependencies": {
+                    "p": {"timeout": 2.0, "limit": {"algorithm": "aimd", "timeout": 2.0}}
+                }
+            },
+            "dependencies.p: bulkhead: the adaptive limit's timeout (2s) must be shorter",
+        ),
+        (
+            {"dependencies": {"p": {"throttle": {"k": 0.5}}}},
+            "dependencies.p.throttle: k must be a finite number >= 1, got 0.5",
+        ),
+        (
+            {"dependencies": {"p": {"throttle": {"windows": 3}}}},
+            "dependencies.p.throttle.windows: unknown key",
+        ),
     ],
 )
 def test_bad_configuration_names_the_path(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(config)
     assert message in str(info.value)
+
+
+def test_an_adaptive_limit_and_a_throttle_from_tables() -> None:
+    registry = load(
+        {
+            "defaults": {"bulkhead": {"max_concurrent": 20}},
+            "dependencies": {
+                "payment": {
+                    "timeout": 8.0,
+                    "bulkhead": False,
+                    "limit": {
+                        "algorithm": "aimd",
+                        "initial": 12,
+                        "min": 2,
+                        "max": 40,
+                        "timeout": 5.0,
+                        "window": {"min_time": 0.5, "max_time": 2.0, "min_samples": 5},
+                    },
+                    "throttle": {"k": 1.5, "window": 10, "buckets": 10},
+                },
+                "search": {"bulkhead": False, "limit": {}},
+            },
+        }
+    )
+    payment = registry["payment"]
+    limit = payment.limit
+    assert isinstance(limit, AdaptiveLimit)
+    assert payment.bulkhead is limit
+    assert (limit.limit, limit.name) == (12, "payment")
+    assert limit.algorithm.config.timeout == 5.0  # type: ignore[attr-defined]
+    assert limit._window.config.min_samples == 5
+    throttle = payment.throttle
+    assert isinstance(throttle, Throttle)
+    assert (throttle.config.k, throttle.config.window, throttle.config.buckets) == (1.5, 10, 10)
+    search = registry["search"].limit
+    assert search is not None
+    assert type(search.algorithm).__name__ == "Gradient2"
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -57,6 +57,7 @@ from seawall.adaptive import AdaptiveLimit, dropped
 from seawall.breaker import CircuitBreaker
 from seawall.bulkhead import Bulkhead, ThreadBulkhead
 from seawall.core.backoff import retry_after_of
+from seawall.core.limit import Aimd
 from seawall.errors import (
     CircuitOpenError,
     DeadlineExceeded,
@@ -143,6 +144,7 @@ class DependencyConfig:
         if self.timeout is not None:
             errors += _validate.duration("timeout", self.timeout, allow_zero=False)
         errors += self._wrong_types()
+        errors += self._limit_within_timeout()
         if crit is Criticality.DEGRADABLE and self.fallback is None:
             errors.append(
                 "fallback is required for a DEGRADABLE dependency "
@@ -161,6 +163,23 @@ class DependencyConfig:
         elif self.outbox is not None:
             errors.append("outbox is only for a BACKGROUND dependency")
         _validate.fail_if(errors)
+
+    def _limit_within_timeout(self) -> list[str]:
+        # The timeout hierarchy, one level in: an AIMD limit learns of overload
+        # from calls slower than its own timeout, so that must come before the
+        # attempt's timeout cuts them short (then it would learn only from drops).
+        limit, timeout = self.bulkhead, self.timeout
+        if not isinstance(limit, AdaptiveLimit) or timeout is None:
+            return []
+        algo = limit.algorithm
+        if isinstance(algo, Aimd) and algo.config.timeout >= timeout:
+            own = algo.config.timeout
+            message = (
+                f"bulkhead: the adaptive limit's timeout ({own:.3g}s) must be shorter"
+                f" than the dependency's timeout ({timeout:.3g}s)"
+            )
+            return [message]
+        return []
 
     def _wrong_types(self) -> list[str]:
         errors = []

@@ -29,6 +29,15 @@ not a silently ignored setting.
     fallback = { kind = "value", value = [] }
     retry = false
 
+    [dependencies.search]            # an adaptive limit instead of a bulkhead
+    limit = { algorithm = "gradient2", initial = 20, min = 2, max = 100 }
+    throttle = { k = 2.0, window = 30 }
+
+``limit`` (an :class:`~seawall.adaptive.AdaptiveLimit`) takes the place of a
+``bulkhead``: a dependency has one or the other, so a ``limit`` under a
+default ``bulkhead`` needs ``bulkhead = false`` beside it. ``throttle`` is a
+:class:`~seawall.throttle.Throttle`.
+
 The registry also checks the *timeout hierarchy*: a dependency whose worst case
 -- every attempt timing out, with the longest backoff between them -- cannot
 fit in the service's ``request_deadline`` is reported when it is loaded, naming
@@ -49,15 +58,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seawall import _validate
+from seawall.adaptive import AdaptiveLimit
 from seawall.breaker import CircuitBreaker
 from seawall.bulkhead import Bulkhead, ThreadBulkhead
 from seawall.core.backoff import Backoff
 from seawall.core.budget import RetryBudget
+from seawall.core.limit import SampleWindowConfig
 from seawall.core.window import CountWindow, TimeWindow
 from seawall.dependency import Criticality, Dependency
 from seawall.errors import ConfigError
 from seawall.fallback import Fallback, MemoryStaleStore
 from seawall.retry import Retry
+from seawall.throttle import Throttle
 
 if TYPE_CHECKING:
     from seawall._clock import Clock
@@ -69,7 +81,17 @@ __all__ = ["BudgetProblem", "Registry"]
 _log = logging.getLogger("seawall.registry")
 
 _TOP_KEYS = {"request_deadline", "defaults", "configs", "dependencies"}
-_DEP_KEYS = {"base", "criticality", "timeout", "retry", "breaker", "bulkhead", "fallback"}
+_DEP_KEYS = {
+    "base",
+    "criticality",
+    "timeout",
+    "retry",
+    "breaker",
+    "bulkhead",
+    "limit",
+    "throttle",
+    "fallback",
+}
 _RETRY_KEYS = {"attempts", "backoff", "max_elapsed", "respect_retry_after", "budget"}
 _BACKOFF_KEYS = {"kind", "initial", "maximum", "step", "multiplier", "jitter", "delay"}
 _BUDGET_KEYS = {"ratio", "min_per_second"}
@@ -87,6 +109,21 @@ _BREAKER_KEYS = {
 _WINDOW_KEYS = {"kind", "size", "seconds", "buckets"}
 _BULKHEAD_KEYS = {"max_concurrent", "max_wait", "kind"}
 _FALLBACK_KEYS = {"kind", "value", "max_stale"}
+_LIMIT_KEYS = {
+    "algorithm",
+    "initial",
+    "min",
+    "max",
+    "smoothing",
+    "tolerance",
+    "long_window",
+    "queue_size",
+    "backoff_ratio",
+    "timeout",
+    "window",
+}
+_LIMIT_WINDOW_KEYS = {"min_time", "max_time", "min_samples", "min_rtt"}
+_THROTTLE_KEYS = {"k", "window", "buckets", "max_probability"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +344,8 @@ class _Builder:
             ("retry", self.retry),
             ("breaker", self.breaker),
             ("bulkhead", self.bulkhead),
+            ("limit", self.limit),
+            ("throttle", self.throttle),
         ]
         for key, make in parts:
             sub = table.get(key)
@@ -319,6 +358,14 @@ class _Builder:
                 kwargs[key] = make(name, sub, f"{path}.{key}")
             except ConfigError as exc:
                 errors.append(_prefix(f"{path}.{key}", exc))
+        if "limit" in kwargs:
+            if "bulkhead" in kwargs:
+                errors.append(
+                    f"{path}: bulkhead and limit both set; a dependency has one or the other"
+                    " (set bulkhead = false beside a limit)"
+                )
+            else:
+                kwargs["bulkhead"] = kwargs.pop("limit")
         fallback = self.fallbacks.get(name)
         if fallback is None and table.get("fallback") not in (None, False):
             try:
@@ -375,6 +422,29 @@ class _Builder:
             raise ConfigError(f"kind must be 'async' or 'thread', got {kind!r}")
         cls: type[Bulkhead | ThreadBulkhead] = Bulkhead if kind == "async" else ThreadBulkhead
         return cls(name, clock=self.clock, listeners=self.listeners, **options)
+
+    def limit(self, name: str, table: Mapping[str, Any], path: str) -> AdaptiveLimit:
+        errors: list[str] = []
+        _unknown(path, table, _LIMIT_KEYS, errors)
+        _validate.fail_if(errors)
+        options = dict(table)
+        if "window" in options:
+            window = options["window"]
+            if not isinstance(window, Mapping):
+                raise ConfigError(f"window: must be a table, got {window!r}")
+            _unknown(f"{path}.window", window, _LIMIT_WINDOW_KEYS, errors)
+            _validate.fail_if(errors)
+            try:
+                options["window"] = SampleWindowConfig(**window)
+            except ConfigError as exc:
+                raise ConfigError(_prefix("window", exc)) from None
+        return AdaptiveLimit(name, clock=self.clock, listeners=self.listeners, **options)
+
+    def throttle(self, name: str, table: Mapping[str, Any], path: str) -> Throttle:
+        errors: list[str] = []
+        _unknown(path, table, _THROTTLE_KEYS, errors)
+        _validate.fail_if(errors)
+        return Throttle(name, clock=self.clock, listeners=self.listeners, **table)
 
     def fallback(self, table: object, path: str) -> Fallback:
         if not isinstance(table, Mapping):
