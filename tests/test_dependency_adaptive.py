@@ -127,7 +127,7 @@ def test_the_limit_learns_from_each_attempt(mode: str) -> None:
 
 def test_a_timed_out_attempt_is_a_drop_and_gives_its_permit_back() -> None:
     limit = AdaptiveLimit(
-        "dep", algorithm="aimd", initial=5, window=EACH_CALL, listeners=Listeners()
+        "dep", algorithm="aimd", initial=5, timeout=0.005, window=EACH_CALL, listeners=Listeners()
     )
     dep = Dependency("dep", bulkhead=limit, timeout=0.01, listeners=Listeners())
 

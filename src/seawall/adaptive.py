@@ -214,14 +214,22 @@ class AdaptiveLimit:
 
     # -- the permit ----------------------------------------------------------------
 
-    def try_acquire(self) -> bool:
+    def try_acquire(self, share: float = 1.0) -> bool:
         """Take a permit if the limit allows one now; never raises nor emits.
+
+        Args:
+            share: Take it only while fewer than ``share`` of the limit's
+                calls are in flight (at least one: a share of 0.5 of a limit
+                of 1 still admits a call when none is in flight). Callers of
+                lower priority ask with a smaller share, so that they are the
+                first refused as the limit fills.
 
         Returns:
             Whether a permit was taken (then give it back with :meth:`release`).
         """
         with self._lock:
-            if self._in_flight < self._limit:
+            cap = self._limit if share >= 1.0 else max(1, int(self._limit * share))
+            if self._in_flight < cap:
                 self._in_flight += 1
                 return True
         return False

@@ -78,6 +78,7 @@ from seawall.outbox import Outbox, OutboxEntry
 from seawall.retry import Retry, transient
 from seawall.throttle import Throttle
 from seawall.timeouts import close_scope, current_deadline, expired, open_scope
+from seawall.waits import current_waits as _current_waits
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -399,53 +400,61 @@ class Dependency:
         value, degraded = await self._call(fn, args, kwargs)
         return Result(value, degraded)
 
-    async def _call(
+    async def _call(  # noqa: C901 - inlined retry: a coroutine frame less per call
         self,
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> tuple[Any, Degraded | None]:
-        self._refuse_background()
-        if self._bulkhead is not None and not isinstance(self._bulkhead, Bulkhead):
-            raise _wrong_bulkhead(self.name, "call", "Bulkhead")
-        listeners = self._listeners
-        # Measured only if someone listens; None: nobody did when it started.
-        started = self._now() if listeners._registrations else None
-        retry = self._retry
+        waits = _current_waits()
+        if waits is not None:
+            # Time in a dependency is not the service's own (see seawall.waits).
+            waits.enter(self._now())
         try:
-            if retry is None:
-                result = await self._attempt(fn, args, kwargs)
-            else:
-                # Retry.call_async, inlined: the first attempt is awaited here,
-                # and only a retry enters the retry loop. Each coroutine frame
-                # held by a waiting call is memory the collector walks, which
-                # is most of the cost with thousands of calls in flight.
-                deposit = retry._deposit
-                if deposit is not None:
-                    deposit()
-                start = retry._now() if retry.config.max_elapsed is not None else None
-                first: Exception | None = None
-                try:
+            self._refuse_background()
+            if self._bulkhead is not None and not isinstance(self._bulkhead, Bulkhead):
+                raise _wrong_bulkhead(self.name, "call", "Bulkhead")
+            listeners = self._listeners
+            # Measured only if someone listens; None: nobody did when it started.
+            started = self._now() if listeners._registrations else None
+            retry = self._retry
+            try:
+                if retry is None:
                     result = await self._attempt(fn, args, kwargs)
-                except Exception as exc:
-                    if not retry._retryable(exc):
-                        raise
-                    first, result = exc, None
-                # Retried outside the except block, as Retry.call_async does:
-                # later errors must not chain to the first one as their context.
-                if first is not None or (
-                    retry.config.on_result is not None and retry.config.on_result(result)
-                ):
-                    result = await retry._again_async(
-                        self._attempt, (fn, args, kwargs), {}, first, result, start=start
-                    )
-        except Exception as exc:
-            return await self._answer_failure(exc, started, fn, args, kwargs)
-        stale = self._stale
-        if stale is not None:
-            await _remember_async(stale, fn, args, kwargs, result)
-        self._completed(started, "success")
-        return result, None
+                else:
+                    # Retry.call_async, inlined: the first attempt is awaited here,
+                    # and only a retry enters the retry loop. Each coroutine frame
+                    # held by a waiting call is memory the collector walks, which
+                    # is most of the cost with thousands of calls in flight.
+                    deposit = retry._deposit
+                    if deposit is not None:
+                        deposit()
+                    start = retry._now() if retry.config.max_elapsed is not None else None
+                    first: Exception | None = None
+                    try:
+                        result = await self._attempt(fn, args, kwargs)
+                    except Exception as exc:
+                        if not retry._retryable(exc):
+                            raise
+                        first, result = exc, None
+                    # Retried outside the except block, as Retry.call_async does:
+                    # later errors must not chain to the first one as their context.
+                    if first is not None or (
+                        retry.config.on_result is not None and retry.config.on_result(result)
+                    ):
+                        result = await retry._again_async(
+                            self._attempt, (fn, args, kwargs), {}, first, result, start=start
+                        )
+            except Exception as exc:
+                return await self._answer_failure(exc, started, fn, args, kwargs)
+            stale = self._stale
+            if stale is not None:
+                await _remember_async(stale, fn, args, kwargs, result)
+            self._completed(started, "success")
+            return result, None
+        finally:
+            if waits is not None:
+                waits.leave(self._now())
 
     async def _answer_failure(
         self,
@@ -749,36 +758,44 @@ class Dependency:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> tuple[Any, Degraded | None]:
-        self._refuse_background()
-        if self._bulkhead is not None and not isinstance(self._bulkhead, ThreadBulkhead):
-            raise _wrong_bulkhead(self.name, "call_sync", "ThreadBulkhead")
-        listeners = self._listeners
-        # Measured only if someone listens; None: nobody did when it started.
-        started = self._now() if listeners._registrations else None
+        waits = _current_waits()
+        if waits is not None:
+            # Time in a dependency is not the service's own (see seawall.waits).
+            waits.enter(self._now())
         try:
-            if self._retry is None:
-                result = self._attempt_sync(fn, args, kwargs)
-            else:
-                result = self._retry.call(self._attempt_sync, fn, args, kwargs)
-        except Exception as exc:
-            if not self._unavailable(exc):
-                self._completed(started, "failure")
-                raise
-            if self._fallback is None:
-                self._completed(started, _outcome(exc))
-                raise self._unavailable_error(exc) from exc
+            self._refuse_background()
+            if self._bulkhead is not None and not isinstance(self._bulkhead, ThreadBulkhead):
+                raise _wrong_bulkhead(self.name, "call_sync", "ThreadBulkhead")
+            listeners = self._listeners
+            # Measured only if someone listens; None: nobody did when it started.
+            started = self._now() if listeners._registrations else None
             try:
-                answer = self._fall_back_sync(exc, fn, args, kwargs)
-            except BaseException:
-                self._completed(started, _outcome(exc))  # as the async path
-                raise
-            self._completed(started, "fallback")
-            return answer
-        stale = self._stale
-        if stale is not None:
-            _remember_sync(stale, fn, args, kwargs, result)
-        self._completed(started, "success")
-        return result, None
+                if self._retry is None:
+                    result = self._attempt_sync(fn, args, kwargs)
+                else:
+                    result = self._retry.call(self._attempt_sync, fn, args, kwargs)
+            except Exception as exc:
+                if not self._unavailable(exc):
+                    self._completed(started, "failure")
+                    raise
+                if self._fallback is None:
+                    self._completed(started, _outcome(exc))
+                    raise self._unavailable_error(exc) from exc
+                try:
+                    answer = self._fall_back_sync(exc, fn, args, kwargs)
+                except BaseException:
+                    self._completed(started, _outcome(exc))  # as the async path
+                    raise
+                self._completed(started, "fallback")
+                return answer
+            stale = self._stale
+            if stale is not None:
+                _remember_sync(stale, fn, args, kwargs, result)
+            self._completed(started, "success")
+            return result, None
+        finally:
+            if waits is not None:
+                waits.leave(self._now())
 
     def _attempt_sync(
         self,
