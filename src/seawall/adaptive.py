@@ -67,7 +67,7 @@ R = TypeVar("R")
 ALGORITHMS = ("gradient2", "aimd")
 """The algorithms :class:`AdaptiveLimit` knows by name."""
 
-_GRADIENT2_ONLY = ("smoothing", "tolerance", "long_window", "queue_size")
+_GRADIENT2_ONLY = ("smoothing", "tolerance", "long_window", "queue_size", "probe_interval")
 _AIMD_ONLY = ("backoff_ratio", "timeout")
 _OVERLOAD_STATUSES = frozenset({429, 503})
 
@@ -105,6 +105,10 @@ class AdaptiveLimit:
             averages over (it drifts with a lasting change).
         queue_size: Gradient2: how much the limit grows per window while the
             latency holds.
+        probe_interval: Gradient2: every this many windows (0: never) the
+            limit drops low for a window to measure the RTT without a queue,
+            which restarts the baseline; without it a limit that starts (or
+            drifts) above the capacity takes the queued RTT for normal.
         backoff_ratio: AIMD: what a drop multiplies the limit by, in [0.5, 1).
         timeout: AIMD: a window whose average RTT is longer than this, in
             seconds, counts as a drop.
@@ -143,6 +147,7 @@ class AdaptiveLimit:
         tolerance: float | None = None,
         long_window: int | None = None,
         queue_size: int | None = None,
+        probe_interval: int | None = None,
         backoff_ratio: float | None = None,
         timeout: float | None = None,
         window: SampleWindowConfig | None = None,
@@ -157,6 +162,7 @@ class AdaptiveLimit:
             "tolerance": tolerance,
             "long_window": long_window,
             "queue_size": queue_size,
+            "probe_interval": probe_interval,
             "backoff_ratio": backoff_ratio,
             "timeout": timeout,
         }

@@ -118,6 +118,7 @@ _LIMIT_KEYS = {
     "tolerance",
     "long_window",
     "queue_size",
+    "probe_interval",
     "backoff_ratio",
     "timeout",
     "window",

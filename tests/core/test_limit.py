@@ -48,7 +48,7 @@ def test_every_limit_stays_within_min_and_max(
 @given(samples=samples)
 def test_an_idle_caller_never_grows_the_limit(samples: list[tuple[float, int, bool]]) -> None:
     """Below half the limit in use, nothing is learnt about the dependency's capacity."""
-    gradient = Gradient2(Gradient2Config(initial=40, max=200))
+    gradient = Gradient2(Gradient2Config(initial=40, max=200, probe_interval=0))
     aimd = Aimd(AimdConfig(initial=40, max=200))
     for rtt, in_flight, _dropped in samples:
         for algorithm in (gradient, aimd):
@@ -58,7 +58,9 @@ def test_an_idle_caller_never_grows_the_limit(samples: list[tuple[float, int, bo
 
 
 def test_gradient2_grows_while_latency_holds_and_shrinks_when_it_rises() -> None:
-    algorithm = Gradient2(Gradient2Config(initial=20, max=1000, smoothing=0.2, queue_size=4))
+    algorithm = Gradient2(
+        Gradient2Config(initial=20, max=1000, smoothing=0.2, queue_size=4, probe_interval=0)
+    )
     for _ in range(50):
         algorithm.on_sample(0.1, in_flight=algorithm.limit, dropped=False)
     grown = algorithm.limit
@@ -84,7 +86,7 @@ def test_gradient2_tolerates_latency_up_to_its_tolerance() -> None:
 
 
 def test_gradient2_baseline_drifts_down_quickly_after_a_long_overload() -> None:
-    algorithm = Gradient2(Gradient2Config(long_window=600))
+    algorithm = Gradient2(Gradient2Config(long_window=600, probe_interval=0))
     for _ in range(10):
         algorithm.on_sample(1.0, in_flight=algorithm.limit, dropped=False)  # warm-up: 1 s
     assert algorithm.long_rtt.value == pytest.approx(1.0)

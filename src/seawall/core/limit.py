@@ -132,6 +132,15 @@ class Gradient2Config:
             drift); concurrency-limits' default is 600.
         queue_size: How many calls the limit grows by per sample while the
             latency is within tolerance: the queue it allows the dependency.
+        probe_interval: Every this many samples (0: never), the limit drops to
+            ``max(min, queue_size)`` until a window holds only calls admitted
+            under it; that window's RTT, measured without a queue, restarts
+            the baseline, and the limit returns to where it was. The first
+            probe follows the baseline's warm-up. Without it the baseline is
+            only ever measured at the limit's own load: a limit that starts
+            above the capacity learns the queued RTT as normal and stays
+            there, and the queue that ``tolerance`` and ``queue_size`` allow
+            drifts into the baseline until the limit reaches ``max``.
     """
 
     initial: int = 20
@@ -141,6 +150,7 @@ class Gradient2Config:
     tolerance: float = 1.5
     long_window: int = 600
     queue_size: int = 4
+    probe_interval: int = 60
 
     def __post_init__(self) -> None:
         errors = _limits_errors(self.initial, self.min, self.max)
@@ -149,6 +159,7 @@ class Gradient2Config:
             errors.append(f"tolerance must be a finite number >= 1, got {self.tolerance!r}")
         errors += _validate.at_least("long_window", self.long_window, 1)
         errors += _validate.at_least("queue_size", self.queue_size, 0)
+        errors += _validate.at_least("probe_interval", self.probe_interval, 0)
         _validate.fail_if(errors)
 
 
@@ -161,7 +172,7 @@ class Gradient2:
             dependency).
     """
 
-    __slots__ = ("_estimate", "config", "last_rtt", "long_rtt")
+    __slots__ = ("_countdown", "_estimate", "_saved", "config", "last_rtt", "long_rtt")
 
     def __init__(self, config: Gradient2Config | None = None) -> None:
         self.config = config or Gradient2Config()
@@ -170,6 +181,8 @@ class Gradient2:
         self.long_rtt = ExpAverage(self.config.long_window)
         #: The latest sample's RTT, in seconds (0.0 before any).
         self.last_rtt = 0.0
+        self._countdown = min(10, self.config.probe_interval)  # the first probe: after the warm-up
+        self._saved: float | None = None  # the limit to return to, while probing
 
     @property
     def limit(self) -> int:
@@ -181,6 +194,20 @@ class Gradient2:
         config = self.config
         short = max(rtt, 1e-9)  # a zero RTT (a coarse clock) must not divide by zero
         self.last_rtt = rtt
+        saved = self._saved
+        if saved is not None:  # probing: held low until a window holds only calls admitted under it
+            if in_flight > self._estimate:
+                return int(self._estimate)  # calls admitted under the old limit are still draining
+            self._saved = None
+            self.long_rtt = ExpAverage(config.long_window, warmup=1)  # restart from the no-load RTT
+            self._estimate = saved
+        elif config.probe_interval:
+            self._countdown -= 1
+            if self._countdown <= 0:
+                self._countdown = config.probe_interval
+                self._saved = self._estimate
+                self._estimate = min(self._estimate, float(max(config.min, config.queue_size)))
+                return int(self._estimate)
         long = self.long_rtt.add(short)
         if long / short > 2:  # noqa: PLR2004 - back from a long overload: drift down faster
             self.long_rtt.value *= 0.95
@@ -294,6 +321,7 @@ class SampleWindow:
     """
 
     __slots__ = (
+        "_backoff",
         "_count",
         "_dropped",
         "_ends",
@@ -308,6 +336,7 @@ class SampleWindow:
         self.algorithm = algorithm
         self.config = config or SampleWindowConfig()
         self._ends: float | None = None
+        self._backoff = -math.inf  # when the last window with a drop closed
         self._clear()
 
     def _clear(self) -> None:
@@ -343,11 +372,17 @@ class SampleWindow:
             ends = self._ends = now - rtt + config.min_time
         # A drop closes the window at once: waiting a second to back off
         # would let a whole second of calls pile onto an overloaded dependency.
-        if not self._dropped and (now < ends or self._count < config.min_samples):
+        # ...if its call was sent since the last backoff: one sent before was
+        # sent under the old limit, which that backoff answered. It still
+        # counts, once, at the end of this window (TCP: once per flight).
+        fresh = dropped and rtt <= now - self._backoff
+        if not fresh and (now < ends or self._count < config.min_samples):
             return None
         old = self.algorithm.limit
         new = self.algorithm.on_sample(self._sum / self._count, self._max_in_flight, self._dropped)
         span = min(max(2 * self._fastest, config.min_time), config.max_time)
         self._ends = now + span
+        if self._dropped:
+            self._backoff = now
         self._clear()
         return old, new
