@@ -704,7 +704,10 @@ def test_wrong_bulkhead_kind_is_a_clear_error() -> None:
         ({"timeout": -1.0}, "timeout must be a finite number of seconds > 0, got -1.0"),
         ({"retry": 3}, "retry must be a Retry, got 3"),
         ({"breaker": "pay"}, "breaker must be a CircuitBreaker, got 'pay'"),
-        ({"bulkhead": 10}, "bulkhead must be a Bulkhead or ThreadBulkhead or AdaptiveLimit, got 10"),
+        (
+            {"bulkhead": 10},
+            "bulkhead must be a Bulkhead or ThreadBulkhead or AdaptiveLimit, got 10",
+        ),
         ({"unavailable_on": 5}, "unavailable_on must be callable, got 5"),
     ],
 )

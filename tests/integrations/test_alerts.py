@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from seawall.integrations import prometheus
-from tests.integrations import scenario
+from tests.integrations import adaptive, scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -116,8 +116,12 @@ def exported_names(tmp_path: Path) -> set[str]:
     service = scenario.build(tmp_path)
     registry = CollectorRegistry()
     try:
-        prometheus.install(service, registry=registry, listeners=service.listeners)
+        metrics = prometheus.install(service, registry=registry, listeners=service.listeners)
+        limit = adaptive.limit("search", service.clock, service.listeners)
+        throttle = adaptive.throttle("search", service.clock, service.listeners)
+        metrics.track(limit, throttle)
         scenario.drive_everything(service)
+        adaptive.drive(limit, throttle, service.listeners, service.clock)
         text = generate_latest(registry).decode()
     finally:
         service.close()
@@ -146,6 +150,14 @@ def test_every_metric_in_alerts_and_dashboard_is_exported(
     used_by_dashboard = {n for q in dashboard_queries(dashboard) for n in metric_names(q)}
     assert {"circuit_breaker_state", "bulkhead_rejected_total", "outbox_depth"} <= used_by_alerts
     assert {"dependency_call_duration_seconds_bucket", "fallback_used_total"} <= used_by_dashboard
+    assert {
+        "adaptive_limit",
+        "adaptive_limit_in_flight",
+        "adaptive_limit_rejected_total",
+        "throttle_probability",
+        "throttle_rejected_total",
+        "load_shed_total",
+    } <= used_by_dashboard
     exported = exported_names(tmp_path)
     assert used_by_alerts - exported == set()
     assert used_by_dashboard - exported == set()

@@ -23,9 +23,10 @@ from seawall import (
     RetryBudget,
     State,
 )
+from seawall.errors import ThrottledError
 from seawall.integrations.logging import LoggingListener
 from seawall.testing import FakeClock
-from tests.integrations import scenario
+from tests.integrations import adaptive, scenario
 from tests.integrations.scenario import Down, call, fail, ok
 
 LOGGER = "tests.seawall"
@@ -235,6 +236,152 @@ def test_bulkhead_fallback_and_outbox_warnings(
     dropped = records(caplog, logging.WARNING)[2]
     assert fields(dropped)["seawall.reason"] == "reject_new"
     assert fields(dropped)["seawall.depth"] == 2
+
+
+def test_limit_refusals_warn_once_per_period_per_limit(
+    logger: logging.Logger, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real adaptive limit refusing calls: one WARNING per period, with the held count."""
+    listeners = installed(logger, clock, period=60)
+    limit = adaptive.limit("search", clock, listeners, algorithm="aimd", initial=2)
+    other = adaptive.limit("pricing", clock, listeners)
+    for _ in range(3):
+        adaptive.refuse(limit)
+    adaptive.refuse(other)
+    first = records(caplog, logging.WARNING)
+    assert [r.getMessage() for r in first] == [
+        "adaptive limit 'search' reached: 2 calls in flight, call refused",
+        "adaptive limit 'pricing' reached: 2 calls in flight, call refused",
+    ]
+    assert fields(first[0]) == {
+        "seawall.event": "LimitRejected",
+        "seawall.dependency": "search",
+        "seawall.limit": 2,
+        "seawall.suppressed": 0,
+    }
+    clock.advance(60)
+    adaptive.refuse(limit)
+    later = records(caplog, logging.WARNING)
+    assert len(later) == 3
+    assert fields(later[2])["seawall.suppressed"] == 2
+
+
+def test_throttle_sheds_warn_once_per_period(
+    logger: logging.Logger, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real throttle shedding: one WARNING with the probability and the window's counts."""
+    listeners = installed(logger, clock, period=60)
+    throttle = adaptive.throttle("pricing", clock, listeners)
+    adaptive.shed(throttle)
+    for _ in range(4):
+        with pytest.raises(ThrottledError):
+            throttle.call(ok)
+    (warning,) = records(caplog, logging.WARNING)
+    assert warning.getMessage() == (
+        "throttle 'pricing' shed a call: rejection probability 50.0% "
+        "(2 requests, 0 accepted in the window)"
+    )
+    assert fields(warning) == {
+        "seawall.event": "ThrottleRejected",
+        "seawall.dependency": "pricing",
+        "seawall.probability": 0.5,
+        "seawall.requests": 2,
+        "seawall.accepts": 0,
+        "seawall.suppressed": 0,
+    }
+    clock.advance(60)
+    with pytest.raises(ThrottledError):
+        throttle.call(ok)
+    assert fields(records(caplog, logging.WARNING)[1])["seawall.suppressed"] == 4
+
+
+def test_load_shedding_warns_once_per_period_per_priority(
+    logger: logging.Logger, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shed requests: one WARNING per shedder and priority, so a shed priority 0 is not hidden."""
+    listeners = installed(logger, clock, period=60)
+    for priority in (3, 3, 3, 0, 0):
+        adaptive.load_shed(listeners, clock, priority=priority)
+    low, high = records(caplog, logging.WARNING)
+    assert low.getMessage() == (
+        "load shedding 'api' refused a priority 3 request to /search (limit 4, 4 in flight)"
+    )
+    assert fields(high) == {
+        "seawall.event": "LoadShed",
+        "seawall.dependency": "api",
+        "seawall.route": "/search",
+        "seawall.priority": 0,
+        "seawall.limit": 4,
+        "seawall.in_flight": 4,
+        "seawall.suppressed": 0,
+    }
+
+
+def test_limit_moves_are_debug_and_a_halving_is_info(
+    logger: logging.Logger, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Moves are DEBUG; a cut to half or less is INFO once per period, DEBUG in between."""
+    listeners = installed(logger, clock, period=60)
+    limit = adaptive.limit("search", clock, listeners)
+    adaptive.raise_limit(limit, clock)  # 2 -> 3
+    adaptive.cut_limit(limit, clock)  # 3 -> 1: INFO
+    adaptive.raise_limit(limit, clock)  # 1 -> 2
+    adaptive.cut_limit(limit, clock)  # 2 -> 1: a cut again, within the period: DEBUG
+    clock.advance(60)
+    adaptive.raise_limit(limit, clock)  # 1 -> 2
+    adaptive.cut_limit(limit, clock)  # 2 -> 1: INFO, one held back
+    got = [(r.levelname, r.getMessage()) for r in records(caplog)]
+    assert got == [
+        ("DEBUG", "adaptive limit 'search' raised from 2 to 3 (rtt 0.01s, 1 in flight)"),
+        (
+            "INFO",
+            "adaptive limit 'search' cut from 3 to 1 (rtt 0.01s, 1 in flight, a call dropped)",
+        ),
+        ("DEBUG", "adaptive limit 'search' raised from 1 to 2 (rtt 0.01s, 1 in flight)"),
+        (
+            "DEBUG",
+            "adaptive limit 'search' cut from 2 to 1 (rtt 0.01s, 1 in flight, a call dropped)",
+        ),
+        ("DEBUG", "adaptive limit 'search' raised from 1 to 2 (rtt 0.01s, 1 in flight)"),
+        (
+            "INFO",
+            "adaptive limit 'search' cut from 2 to 1 (rtt 0.01s, 1 in flight, a call dropped)",
+        ),
+    ]
+    first, last = records(caplog, logging.INFO)
+    assert fields(first) == {
+        "seawall.event": "LimitChanged",
+        "seawall.dependency": "search",
+        "seawall.limit": 1,
+        "seawall.previous_limit": 3,
+        "seawall.rtt": 0.01,
+        "seawall.in_flight": 1,
+        "seawall.dropped": True,
+        "seawall.suppressed": 0,
+    }
+    assert fields(last)["seawall.suppressed"] == 1
+    assert "seawall.suppressed" not in fields(records(caplog, logging.DEBUG)[0])
+
+
+def test_small_limit_moves_are_not_built_without_debug(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With DEBUG off, a limit rising or easing down (not halved) logs nothing at all."""
+    quiet = logging.getLogger(f"{LOGGER}.limits")
+    quiet.setLevel(logging.INFO)
+    listeners = Listeners()
+    LoggingListener(quiet, clock=clock).install(listeners)
+    limit = adaptive.limit("search", clock, listeners, initial=10, max=20, backoff_ratio=0.9)
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(5):
+            limit.acquire()  # half the limit in use: AIMD grows it
+        for _ in range(3):
+            adaptive.raise_limit(limit, clock)  # 10 -> 11 -> 12 -> 13
+        for _ in range(5):
+            limit.release()
+        adaptive.cut_limit(limit, clock)  # 13 -> 11: not a halving
+    assert limit.limit == 11
+    assert [r for r in caplog.records if r.name == quiet.name] == []
 
 
 def test_sustained_degradation_warns_once_per_period_then_recovers(

@@ -14,12 +14,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from seawall import Backoff, Criticality, Dependency, Fallback, Listeners, Retry, ThreadBulkhead
+from seawall.adaptive import AdaptiveLimit
 from seawall.events import CallCompleted, StoreRecovered, StoreUnavailable
 from seawall.integrations._tracked import DURATION_BUCKETS
 from seawall.integrations.otel import OtelListener
 from seawall.integrations.prometheus import METRICS
 from seawall.testing import FakeClock
-from tests.integrations import scenario
+from tests.integrations import adaptive, scenario
 from tests.integrations.scenario import Down, Service, call, fail, ok
 
 
@@ -278,8 +279,11 @@ def test_observable_gauges_read_live_state(service: Service, otel: Otel) -> None
 def test_names_translate_to_the_prometheus_exporter_names(service: Service, otel: Otel) -> None:
     """Through OTel's Prometheus translation, the instruments are exactly METRICS."""
     shadow = scenario.breaker("beta", service.clock, service.listeners, shadow=True)
-    otel.listener.track(shadow)
+    limit = adaptive.limit("search", service.clock, service.listeners)
+    throttle = adaptive.throttle("search", service.clock, service.listeners)
+    otel.listener.track(shadow, limit, throttle)
     scenario.drive_everything(service)
+    adaptive.drive(limit, throttle, service.listeners, service.clock)
     data = otel.reader.get_metrics_data()
     assert data is not None
     translated = set()
@@ -299,6 +303,125 @@ def test_names_translate_to_the_prometheus_exporter_names(service: Service, otel
         "shared_store_up",
     }
     assert translated | never == {s.name for s in METRICS}
+
+
+# -- adaptive limits, throttles, load shedding -------------------------------------------
+
+
+def test_adaptive_decisions_are_span_events(clock: FakeClock) -> None:
+    """A limit's move and refusal, a throttle's shed, a load shed: each on the current span."""
+    listeners = Listeners()
+    o = Otel(listeners)
+    limit = adaptive.limit("search", clock, listeners)
+    throttle = adaptive.throttle("pricing", clock, listeners)
+    with o.tracer.start_as_current_span("raised"):
+        adaptive.raise_limit(limit, clock)
+    with o.tracer.start_as_current_span("cut"):
+        adaptive.cut_limit(limit, clock)
+    with o.tracer.start_as_current_span("refused"):
+        adaptive.refuse(limit)
+    with o.tracer.start_as_current_span("shed"):
+        adaptive.shed(throttle)
+    with o.tracer.start_as_current_span("request"):
+        adaptive.load_shed(listeners, clock)
+    o.close()
+    assert events(o.span("raised")) == [
+        (
+            "seawall.limit.changed",
+            {
+                "seawall.dependency": "search",
+                "seawall.limit": 3,
+                "seawall.previous_limit": 2,
+                "seawall.rtt": adaptive.RTT,
+                "seawall.in_flight": 1,
+                "seawall.dropped": False,
+            },
+        )
+    ]
+    (name, cut), *_ = events(o.span("cut"))
+    assert name == "seawall.limit.changed"
+    assert (cut["seawall.previous_limit"], cut["seawall.limit"], cut["seawall.dropped"]) == (
+        3,
+        1,
+        True,
+    )
+    assert events(o.span("refused")) == [
+        ("seawall.limit.rejected", {"seawall.dependency": "search", "seawall.limit": 1})
+    ]
+    assert events(o.span("shed")) == [
+        (
+            "seawall.throttle.rejected",
+            {
+                "seawall.dependency": "pricing",
+                "seawall.probability": 0.5,
+                "seawall.requests": 2,
+                "seawall.accepts": 0,
+            },
+        )
+    ]
+    assert events(o.span("request")) == [
+        (
+            "seawall.load_shed",
+            {
+                "seawall.dependency": "api",
+                "seawall.route": "/search",
+                "seawall.priority": 2,
+                "seawall.limit": 4,
+                "seawall.in_flight": 4,
+            },
+        )
+    ]
+
+
+def test_adaptive_metrics(clock: FakeClock) -> None:
+    """Counters from the events, gauges read from the tracked limit and throttle."""
+    listeners = Listeners()
+    o = Otel(listeners)
+    limit = adaptive.limit("search", clock, listeners)
+    throttle = adaptive.throttle("pricing", clock, listeners)
+    o.listener.track(limit, throttle)
+    m = o.metrics()
+    assert point(m["adaptive_limit"], dependency="search") == 2
+    assert point(m["adaptive_limit.min"], dependency="search") == 1
+    assert point(m["adaptive_limit.max"], dependency="search") == 4
+    assert point(m["throttle.probability"], dependency="pricing") == 0
+    adaptive.drive(limit, throttle, listeners, clock)
+    limit.acquire()
+    try:
+        m = o.metrics()
+    finally:
+        limit.release()
+    assert point(m["adaptive_limit"], dependency="search") == 1
+    assert point(m["adaptive_limit.in_flight"], dependency="search") == 1
+    assert point(m["adaptive_limit.changes"], dependency="search", direction="up") == 1
+    assert point(m["adaptive_limit.changes"], dependency="search", direction="down") == 1
+    assert point(m["adaptive_limit.rejected"], dependency="search") == 1
+    assert point(m["throttle.rejected"], dependency="pricing") == 1
+    assert point(m["throttle.probability"], dependency="pricing") == pytest.approx(2 / 3)
+    assert point(m["throttle.window_requests"], dependency="pricing") == 2
+    assert point(m["throttle.window_accepts"], dependency="pricing") == 0
+    assert point(m["load_shed"], dependency="api", priority="2") == 1
+    assert m.get("bulkhead.max_concurrent", []) == []
+    o.close()
+
+
+def test_limit_of_a_custom_algorithm_has_no_bound_gauges(clock: FakeClock) -> None:
+    """An algorithm with no config says no min or max: those gauges observe nothing."""
+
+    class Fixed:
+        limit = 7
+
+        def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
+            return self.limit
+
+    o = Otel(Listeners())
+    limit = AdaptiveLimit("fixed", algorithm=Fixed(), clock=clock)  # tracked weakly: kept here
+    o.listener.track(limit)
+    m = o.metrics()
+    assert point(m["adaptive_limit"], dependency="fixed") == 7
+    assert m.get("adaptive_limit.min", []) == []
+    assert m.get("adaptive_limit.max", []) == []
+    o.close()
 
 
 def test_shared_store_outages_are_counted_and_shown_as_down(otel: Otel) -> None:

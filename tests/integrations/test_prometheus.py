@@ -31,11 +31,13 @@ from seawall import (
     ThreadBulkhead,
     deadline,
 )
-from seawall.events import CallCompleted, GiveUpReason
+from seawall.adaptive import AdaptiveLimit
+from seawall.events import CallCompleted, GiveUpReason, LimitChanged
 from seawall.integrations import prometheus
 from seawall.integrations.prometheus import METRICS, PrometheusMetrics
 from seawall.testing import FakeClock
-from tests.integrations import scenario
+from seawall.throttle import Throttle
+from tests.integrations import adaptive, scenario
 from tests.integrations.scenario import Down, Service, call, fail, ok
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -654,3 +656,198 @@ def test_one_call_installs_it_for_a_real_registry(registry: CollectorRegistry) -
     assert value(s, "dependency_calls_total", dependency="reviews", outcome="fallback") == 2
     assert value(s, "circuit_breaker_state", dependency="reviews", state="open") == 1
     assert value(s, "bulkhead_max_concurrent", dependency="payment") == 3
+
+
+# -- adaptive limits, throttles, load shedding -------------------------------------------
+
+
+def test_adaptive_limit_throttle_and_load_shed_series(
+    registry: CollectorRegistry, clock: FakeClock
+) -> None:
+    """A real limit and throttle decide; gauges follow them, counters count each decision."""
+    listeners = Listeners()
+    exporter = prometheus.install(registry=registry, listeners=listeners)
+    limit = adaptive.limit("search", clock, listeners)
+    throttle = adaptive.throttle("pricing", clock, listeners)
+    exporter.track(limit, throttle)
+    s = scrape(registry)
+    assert value(s, "adaptive_limit", dependency="search") == 2
+    assert value(s, "adaptive_limit_in_flight", dependency="search") == 0
+    assert value(s, "adaptive_limit_min", dependency="search") == 1
+    assert value(s, "adaptive_limit_max", dependency="search") == 4
+    assert value(s, "adaptive_limit_rejected_total", dependency="search") == 0
+    for direction in ("up", "down"):
+        changes = value(s, "adaptive_limit_changes_total", dependency="search", direction=direction)
+        assert changes == 0
+    assert value(s, "throttle_probability", dependency="pricing") == 0
+    assert value(s, "throttle_window_requests", dependency="pricing") == 0
+    assert value(s, "throttle_rejected_total", dependency="pricing") == 0
+    limit.acquire()
+    assert value(scrape(registry), "adaptive_limit_in_flight", dependency="search") == 1
+    limit.release()
+
+    adaptive.drive(limit, throttle, listeners, clock)
+    s = scrape(registry)
+    assert value(s, "adaptive_limit", dependency="search") == 1  # 2, up to 3, cut to 1
+    assert value(s, "adaptive_limit_in_flight", dependency="search") == 0
+    assert value(s, "adaptive_limit_changes_total", dependency="search", direction="up") == 1
+    assert value(s, "adaptive_limit_changes_total", dependency="search", direction="down") == 1
+    assert value(s, "adaptive_limit_rejected_total", dependency="search") == 1
+    assert value(s, "throttle_probability", dependency="pricing") == pytest.approx(2 / 3)
+    assert value(s, "throttle_window_requests", dependency="pricing") == 2
+    assert value(s, "throttle_window_accepts", dependency="pricing") == 0
+    assert value(s, "throttle_rejected_total", dependency="pricing") == 1
+    assert value(s, "load_shed_total", dependency="api", priority="2") == 1
+    # Neither is a bulkhead: no bulkhead series for them.
+    assert value(s, "bulkhead_max_concurrent", dependency="search") is None
+    assert value(s, "bulkhead_rejected_total", dependency="search") is None
+
+
+def test_load_shed_counted_by_priority(registry: CollectorRegistry, clock: FakeClock) -> None:
+    """Each priority a shedder refuses is its own series, labelled with the shedder's name."""
+    listeners = Listeners()
+    prometheus.install(registry=registry, listeners=listeners)
+    for priority in (3, 3, 0):
+        adaptive.load_shed(listeners, clock, priority=priority)
+    s = scrape(registry)
+    assert value(s, "load_shed_total", dependency="api", priority="3") == 2
+    assert value(s, "load_shed_total", dependency="api", priority="0") == 1
+    assert value(s, "load_shed_total", dependency="api", priority="1") is None
+
+
+def test_dependency_with_an_adaptive_limit_and_a_throttle(
+    registry: CollectorRegistry, clock: FakeClock
+) -> None:
+    """A dependency's adaptive limit is exported as a limit, not a bulkhead; its throttle too."""
+    listeners = Listeners()
+    dep = Dependency(
+        "search",
+        bulkhead=adaptive.limit("search", clock, listeners),
+        throttle=adaptive.throttle("search", clock, listeners),
+        clock=clock,
+        listeners=listeners,
+    )
+    prometheus.install([dep], registry=registry, listeners=listeners)
+    s = scrape(registry)
+    assert value(s, "adaptive_limit", dependency="search") == 2
+    assert value(s, "adaptive_limit_rejected_total", dependency="search") == 0
+    assert value(s, "throttle_rejected_total", dependency="search") == 0
+    assert value(s, "throttle_probability", dependency="search") == 0
+    assert value(s, "bulkhead_max_concurrent", dependency="search") is None
+    assert value(s, "bulkhead_rejected_total", dependency="search") is None
+    assert dep.call_sync(adaptive.served(clock)) == "ok"  # a window closes: 2 -> 3
+    assert dep.limit is not None
+    dep.limit.acquire()
+    try:
+        s = scrape(registry)
+        assert value(s, "adaptive_limit", dependency="search") == 3
+        assert value(s, "adaptive_limit_in_flight", dependency="search") == 1
+    finally:
+        dep.limit.release()
+    s = scrape(registry)
+    assert value(s, "adaptive_limit_changes_total", dependency="search", direction="up") == 1
+    assert value(s, "throttle_window_accepts", dependency="search") == 1
+    assert value(s, "dependency_calls_total", dependency="search", outcome="success") == 1
+
+
+def test_registry_limit_and_throttle_tables(registry: CollectorRegistry) -> None:
+    """A Registry's limit and throttle tables are tracked through the registry."""
+    listeners = Listeners()
+    services = Registry.from_mapping(
+        {
+            "dependencies": {
+                "search": {
+                    "limit": {"algorithm": "aimd", "initial": 5, "min": 2, "max": 50},
+                    "throttle": {"k": 2.0, "window": 30},
+                },
+            },
+        },
+        listeners=listeners,
+    )
+    prometheus.install(services, registry=registry, listeners=listeners)
+    s = scrape(registry)
+    assert value(s, "adaptive_limit", dependency="search") == 5
+    assert value(s, "adaptive_limit_min", dependency="search") == 2
+    assert value(s, "adaptive_limit_max", dependency="search") == 50
+    assert value(s, "throttle_probability", dependency="search") == 0
+
+
+def test_limit_of_a_custom_algorithm_has_no_bounds(
+    registry: CollectorRegistry, clock: FakeClock
+) -> None:
+    """An algorithm without a config says no min or max: those two gauges are left out."""
+
+    class Fixed:
+        limit = 7
+
+        def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
+            return self.limit
+
+    exporter = prometheus.install(registry=registry, listeners=Listeners())
+    limit = AdaptiveLimit("fixed", algorithm=Fixed(), clock=clock)
+    exporter.track(limit)
+    s = scrape(registry)
+    assert value(s, "adaptive_limit", dependency="fixed") == 7
+    assert value(s, "adaptive_limit_min", dependency="fixed") is None
+    assert value(s, "adaptive_limit_max", dependency="fixed") is None
+
+
+def test_broken_limit_and_throttle_skipped_and_logged_once(
+    registry: CollectorRegistry, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A limit or throttle whose reading raises leaves the scrape whole, logged once each."""
+
+    class BrokenLimit(AdaptiveLimit):
+        __slots__ = ()
+
+        @property
+        def in_flight(self) -> int:
+            raise RuntimeError("boom")
+
+    class BrokenThrottle(Throttle):
+        __slots__ = ()
+
+        @property
+        def probability(self) -> float:
+            raise RuntimeError("boom")
+
+    listeners = Listeners()
+    exporter = prometheus.install(registry=registry, listeners=listeners)
+    dep = Dependency(
+        "broken",
+        bulkhead=BrokenLimit("broken", clock=clock, listeners=listeners),
+        throttle=BrokenThrottle("broken", clock=clock, listeners=listeners),
+        clock=clock,
+        listeners=listeners,
+    )
+    fine = adaptive.limit("fine", clock, listeners)
+    exporter.track(dep, fine)
+    with caplog.at_level(logging.ERROR, "seawall.integrations"):
+        for _ in range(3):
+            s = scrape(registry)
+    assert value(s, "adaptive_limit", dependency="fine") == 2
+    assert value(s, "adaptive_limit", dependency="broken") is None
+    assert value(s, "throttle_probability", dependency="broken") is None
+    # The dependency names them: their counters still start at zero.
+    assert value(s, "adaptive_limit_rejected_total", dependency="broken") == 0
+    assert value(s, "throttle_rejected_total", dependency="broken") == 0
+    assert value(s, "dependency_info", dependency="broken", criticality="critical") == 1
+    logged = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
+    assert logged == [
+        "reading limit 'broken' for metrics raised; it is skipped",
+        "reading throttle 'broken' for metrics raised; it is skipped",
+    ]
+
+
+def test_limit_changes_counted_by_direction(registry: CollectorRegistry) -> None:
+    """Each change counts under its direction, up or down; a thousand of them lose none."""
+    listeners = Listeners()
+    prometheus.install(registry=registry, listeners=listeners)
+    for i in range(1000):
+        old, new = (5, 6) if i % 2 else (6, 5)
+        listeners.emit(
+            LimitChanged(name="db", at=0.0, old=old, new=new, rtt=0.01, in_flight=3, dropped=False)
+        )
+    s = scrape(registry)
+    assert value(s, "adaptive_limit_changes_total", dependency="db", direction="up") == 500
+    assert value(s, "adaptive_limit_changes_total", dependency="db", direction="down") == 500

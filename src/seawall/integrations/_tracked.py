@@ -1,9 +1,10 @@
 """The policies an exporter reads at collection time, held by weak references.
 
 Counters come from events; *current* values (a breaker's state, a bulkhead's
-permits in use, an outbox's depth and oldest age, a retry budget's balance) are
-read from the live objects when a scrape or a metric reader asks for them, the
-way resilience4j's gauges do. :class:`Tracker` holds those objects through weak
+permits in use, an adaptive limit's limit and calls in flight, a throttle's
+rejection probability, an outbox's depth and oldest age, a retry budget's
+balance) are read from the live objects when a scrape or a metric reader asks
+for them, the way resilience4j's gauges do. :class:`Tracker` holds those objects through weak
 references, so tracking never keeps a policy alive: a dependency that is
 dropped simply disappears from the next collection.
 
@@ -20,11 +21,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from seawall.adaptive import AdaptiveLimit
 from seawall.breaker import CircuitBreaker
 from seawall.bulkhead import Bulkhead, ThreadBulkhead
 from seawall.core.budget import RetryBudget
 from seawall.dependency import Dependency
 from seawall.outbox import Outbox
+from seawall.throttle import Throttle
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,8 +40,10 @@ __all__ = [
     "Counts",
     "DependencyReading",
     "DependencySource",
+    "LimitReading",
     "OutboxReading",
     "Readings",
+    "ThrottleReading",
     "Tracker",
     "event_names",
 ]
@@ -49,7 +54,7 @@ _log = logging.getLogger("seawall.integrations")
 #: from a cache hit to a call that waited out a long timeout.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-_ALL_KINDS = frozenset({"breaker", "bulkhead", "outbox", "budget"})
+_ALL_KINDS = frozenset({"breaker", "bulkhead", "limit", "throttle", "outbox", "budget"})
 
 
 class Counts:
@@ -92,13 +97,17 @@ class DependencyReading:
     """A dependency, and the names its policies carry in their events.
 
     A policy's events carry the policy's own name (usually the dependency's);
-    these are the names the exporters pre-create zero-valued series for.
+    these are the names the exporters pre-create zero-valued series for. A
+    dependency whose ``bulkhead`` is an adaptive limit has it as ``limit``,
+    and no ``bulkhead``.
     """
 
     name: str
     criticality: str
     breaker: str | None
     bulkhead: str | None
+    limit: str | None
+    throttle: str | None
     outbox: str | None
     retry: str | None
     fallback_kind: str | None
@@ -130,6 +139,31 @@ class BulkheadReading:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitReading:
+    """An adaptive limit's current limit, calls in flight and bounds at collection time.
+
+    ``min`` and ``max`` are ``None`` for an algorithm that does not say them
+    (a custom :class:`~seawall.core.limit.LimitAlgorithm` with no ``config``).
+    """
+
+    name: str
+    limit: int
+    in_flight: int
+    min: int | None
+    max: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleReading:
+    """A throttle's rejection probability and trailing window at collection time."""
+
+    name: str
+    probability: float
+    requests: int
+    accepts: int
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxReading:
     """An outbox's backlog at collection time."""
 
@@ -155,6 +189,8 @@ class Readings:
     dependencies: list[DependencyReading] = field(default_factory=list)
     breakers: list[BreakerReading] = field(default_factory=list)
     bulkheads: list[BulkheadReading] = field(default_factory=list)
+    limits: list[LimitReading] = field(default_factory=list)
+    throttles: list[ThrottleReading] = field(default_factory=list)
     outboxes: list[OutboxReading] = field(default_factory=list)
     budgets: list[BudgetReading] = field(default_factory=list)
 
@@ -163,6 +199,10 @@ def event_names(dep: Dependency) -> DependencyReading:
     """Return a dependency's criticality and the names its policies emit events under."""
     breaker = dep.breaker
     bulkhead = dep.bulkhead
+    limit = bulkhead if isinstance(bulkhead, AdaptiveLimit) else None
+    if limit is not None:
+        bulkhead = None
+    throttle = dep.throttle
     outbox = dep.outbox
     retry = dep.retry
     fallback = dep.config.fallback
@@ -171,6 +211,8 @@ def event_names(dep: Dependency) -> DependencyReading:
         criticality=dep.criticality.value,
         breaker=None if breaker is None else breaker.name,
         bulkhead=None if bulkhead is None else bulkhead.name,
+        limit=None if limit is None else limit.name,
+        throttle=None if throttle is None else throttle.name,
         outbox=None if outbox is None else outbox.name,
         retry=None if retry is None else retry.name,
         fallback_kind=None if fallback is None else fallback.kind,
@@ -194,11 +236,11 @@ def _reference(obj: object) -> Callable[[], object | None]:
 class Tracker:
     """The tracked objects of one exporter; thread-safe.
 
-    :meth:`add` accepts dependencies, circuit breakers, bulkheads, outboxes,
-    anything with a ``dependencies`` mapping (a registry, read afresh at every
-    collection, so dependencies added later are picked up), and iterables of
-    these. :meth:`read` returns what each live one reads now. An object whose
-    reading raises is skipped, and logged once.
+    :meth:`add` accepts dependencies, circuit breakers, bulkheads, adaptive
+    limits, throttles, outboxes, anything with a ``dependencies`` mapping (a
+    registry, read afresh at every collection, so dependencies added later are
+    picked up), and iterables of these. :meth:`read` returns what each live one
+    reads now. An object whose reading raises is skipped, and logged once.
     """
 
     __slots__ = ("_failed", "_lock", "_refs")
@@ -237,8 +279,8 @@ class Tracker:
 
         Args:
             kinds: Read only these kinds of policy (``"breaker"``,
-                ``"bulkhead"``, ``"outbox"``, ``"budget"``); dependencies are
-                always listed.
+                ``"bulkhead"``, ``"limit"``, ``"throttle"``, ``"outbox"``,
+                ``"budget"``); dependencies are always listed.
         """
         out = Readings()
         seen: set[int] = set()
@@ -286,9 +328,14 @@ class Tracker:
         if not self._first("dependency", dep.name, names):
             return
         out.dependencies.append(event_names(dep))
+        bulkhead = dep.bulkhead
+        # An adaptive limit in the bulkhead's place is read as a limit: its
+        # refusals are LimitRejected events, not BulkheadRejected ones.
+        bulkhead_kind = "limit" if isinstance(bulkhead, AdaptiveLimit) else "bulkhead"
         for kind, part in (
             ("breaker", dep.breaker),
-            ("bulkhead", dep.bulkhead),
+            (bulkhead_kind, bulkhead),
+            ("throttle", dep.throttle),
             ("outbox", dep.outbox),
         ):
             if part is not None and kind in kinds:
@@ -320,6 +367,10 @@ class Tracker:
                 out.breakers.append(_read_breaker(obj))  # type: ignore[arg-type]
             elif kind == "bulkhead":
                 out.bulkheads.append(_read_bulkhead(obj))  # type: ignore[arg-type]
+            elif kind == "limit":
+                out.limits.append(_read_limit(obj))  # type: ignore[arg-type]
+            elif kind == "throttle":
+                out.throttles.append(_read_throttle(obj))  # type: ignore[arg-type]
             elif kind == "outbox":
                 out.outboxes.append(_read_outbox(obj))  # type: ignore[arg-type]
             else:
@@ -353,15 +404,22 @@ class Tracker:
         return f"<Tracker: {len(self._refs)} tracked>"
 
 
+# The kind each named policy is tracked as.
+_NAMED: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (Dependency, "dependency"),
+    (CircuitBreaker, "breaker"),
+    ((Bulkhead, ThreadBulkhead), "bulkhead"),
+    (AdaptiveLimit, "limit"),
+    (Throttle, "throttle"),
+    (Outbox, "outbox"),
+)
+
+
 def _refs_of(obj: object) -> list[_Ref]:
-    if isinstance(obj, Dependency):
-        return [("dependency", _reference(obj), obj.name)]
-    if isinstance(obj, CircuitBreaker):
-        return [("breaker", _reference(obj), obj.name)]
-    if isinstance(obj, (Bulkhead, ThreadBulkhead)):
-        return [("bulkhead", _reference(obj), obj.name)]
-    if isinstance(obj, Outbox):
-        return [("outbox", _reference(obj), obj.name)]
+    for types, kind in _NAMED:
+        if isinstance(obj, types):
+            name: str = obj.name  # type: ignore[attr-defined]
+            return [(kind, _reference(obj), name)]
     if isinstance(obj, RetryBudget):
         msg = "a RetryBudget has no name: track its Dependency, or use track_budget(budget, name)"
         raise TypeError(msg)
@@ -370,8 +428,9 @@ def _refs_of(obj: object) -> list[_Ref]:
     if isinstance(obj, Iterable) and not isinstance(obj, (str, bytes)):
         return [ref for item in obj for ref in _refs_of(item)]
     msg = (
-        "can track a Dependency, CircuitBreaker, Bulkhead, ThreadBulkhead, Outbox, "
-        f"an object with a .dependencies mapping, or an iterable of these; got {obj!r}"
+        "can track a Dependency, CircuitBreaker, Bulkhead, ThreadBulkhead, AdaptiveLimit, "
+        "Throttle, Outbox, an object with a .dependencies mapping, or an iterable of these; "
+        f"got {obj!r}"
     )
     raise TypeError(msg)
 
@@ -398,6 +457,32 @@ def _read_bulkhead(bulkhead: Bulkhead | ThreadBulkhead) -> BulkheadReading:
         in_use=bulkhead.in_use,
         max_concurrent=bulkhead.max_concurrent,
         waiting=bulkhead.waiting,
+    )
+
+
+def _read_limit(limit: AdaptiveLimit) -> LimitReading:
+    # A custom algorithm need not have a config: its bounds are then unknown.
+    config = getattr(limit.algorithm, "config", None)
+    low = getattr(config, "min", None)
+    high = getattr(config, "max", None)
+    return LimitReading(
+        name=limit.name,
+        limit=limit.limit,
+        in_flight=limit.in_flight,
+        min=low if isinstance(low, int) else None,
+        max=high if isinstance(high, int) else None,
+    )
+
+
+def _read_throttle(throttle: Throttle) -> ThrottleReading:
+    # The probability first: reading it moves the window to now, so the counts
+    # read next are those it was computed from.
+    probability = throttle.probability
+    return ThrottleReading(
+        name=throttle.name,
+        probability=probability,
+        requests=throttle.requests,
+        accepts=throttle.accepts,
     )
 
 

@@ -22,12 +22,25 @@ an operator forces/disables   WARNING    every time
 a shadow breaker's decision   INFO       every time
 a retry gives up              WARNING    once per ``period`` per dependency and reason
 a bulkhead refuses a call     WARNING    once per ``period`` per bulkhead
+an adaptive limit refuses     WARNING    once per ``period`` per limit
+a throttle sheds a call       WARNING    once per ``period`` per throttle
+load shedding refuses         WARNING    once per ``period`` per shedder, priority
 a fallback fails              WARNING    once per ``period`` per dependency
 an outbox drops an entry      WARNING    once per ``period`` per outbox and reason
 sustained degradation         WARNING    once per ``period`` per dependency
 recovery from degradation     INFO       once
+an adaptive limit is halved   INFO       once per ``period`` per limit (then DEBUG)
+an adaptive limit moves       DEBUG      every time (only when DEBUG is enabled)
 a retry is scheduled          DEBUG      every time (only when DEBUG is enabled)
 ============================  =========  ==========================================
+
+An adaptive limit moves at the end of most windows of calls (about once a
+second under load): that is its normal work, so a move is DEBUG. A cut to
+half or less of the previous limit in one window (AIMD backing off on a drop,
+with ``backoff_ratio=0.5``, or a custom algorithm's) says the dependency just
+timed out or refused calls: that one is INFO, at most once per ``period`` per
+limit (``seawall.suppressed`` counts the cuts in between, logged at DEBUG).
+The refusals that follow a low limit are the WARNING.
 
 Rate-limited records carry ``seawall.suppressed``: how many like them were not
 logged since the previous one. Nothing is logged per call on a healthy path.
@@ -58,11 +71,15 @@ from seawall.events import (
     FallbackFailed,
     FallbackUsed,
     GiveUpReason,
+    LimitChanged,
+    LimitRejected,
     Listeners,
+    LoadShed,
     OutboxDropped,
     RetryGaveUp,
     RetryScheduled,
     StateChanged,
+    ThrottleRejected,
 )
 
 if TYPE_CHECKING:
@@ -197,6 +214,10 @@ class LoggingListener:
             RetryGaveUp: self._on_gave_up,
             RetryScheduled: self._on_retry_scheduled,
             BulkheadRejected: self._on_bulkhead_rejected,
+            LimitRejected: self._on_limit_rejected,
+            LimitChanged: self._on_limit_changed,
+            ThrottleRejected: self._on_throttle_rejected,
+            LoadShed: self._on_load_shed,
             FallbackUsed: self._on_fallback_used,
             FallbackFailed: self._on_fallback_failed,
             CallCompleted: self._on_completed,
@@ -355,6 +376,91 @@ class LoggingListener:
                 reason=event.policy,
                 entry_id=event.entry_id,
                 depth=event.depth,
+                suppressed=suppressed,
+            ),
+        )
+
+    # -- adaptive limits, throttles, load shedding ----------------------------------
+
+    def _on_limit_rejected(self, event: LimitRejected) -> None:
+        suppressed = self._admit(("limit", event.name))
+        if suppressed is None:
+            return
+        self._logger.warning(
+            "adaptive limit %r reached: %d calls in flight, call refused",
+            event.name,
+            event.limit,
+            extra=_fields(event, limit=event.limit, suppressed=suppressed),
+        )
+
+    def _on_limit_changed(self, event: LimitChanged) -> None:
+        # Once a window of calls: a comparison, then nothing unless DEBUG is on.
+        old, new = event.old, event.new
+        halved = new * 2 <= old
+        suppressed = self._admit(("limit_halved", event.name)) if halved else None
+        logger = self._logger
+        if suppressed is None and not logger.isEnabledFor(logging.DEBUG):
+            return
+        extra = _fields(
+            event,
+            limit=new,
+            previous_limit=old,
+            rtt=event.rtt,
+            in_flight=event.in_flight,
+            dropped=event.dropped,
+        )
+        if suppressed is not None:
+            extra["seawall.suppressed"] = suppressed
+        logger.log(
+            logging.DEBUG if suppressed is None else logging.INFO,
+            "adaptive limit %r %s from %d to %d (rtt %.3gs, %d in flight%s)",
+            event.name,
+            "cut" if halved else "raised" if new > old else "lowered",
+            old,
+            new,
+            event.rtt,
+            event.in_flight,
+            ", a call dropped" if event.dropped else "",
+            extra=extra,
+        )
+
+    def _on_throttle_rejected(self, event: ThrottleRejected) -> None:
+        suppressed = self._admit(("throttle", event.name))
+        if suppressed is None:
+            return
+        self._logger.warning(
+            "throttle %r shed a call: rejection probability %.1f%% "
+            "(%d requests, %d accepted in the window)",
+            event.name,
+            event.probability * 100,
+            event.requests,
+            event.accepts,
+            extra=_fields(
+                event,
+                probability=event.probability,
+                requests=event.requests,
+                accepts=event.accepts,
+                suppressed=suppressed,
+            ),
+        )
+
+    def _on_load_shed(self, event: LoadShed) -> None:
+        suppressed = self._admit(("load_shed", event.name, str(event.priority)))
+        if suppressed is None:
+            return
+        self._logger.warning(
+            "load shedding %r refused a priority %d request to %s (limit %d, %d in flight)",
+            event.name,
+            event.priority,
+            event.route,
+            event.limit,
+            event.in_flight,
+            extra=_fields(
+                event,
+                route=event.route,
+                priority=event.priority,
+                limit=event.limit,
+                in_flight=event.in_flight,
                 suppressed=suppressed,
             ),
         )

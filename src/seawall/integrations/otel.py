@@ -3,12 +3,14 @@
 :class:`OtelListener` does two things, each optional:
 
 * **Traces.** Each decision taken inside a call (a retry scheduled or given up,
-  a rejection by a circuit or a bulkhead, a timeout, a fallback) becomes a span
-  event on the *current* span, the one the caller's instrumentation opened
-  around the call; a circuit's state change becomes one on the span of the call
-  that caused it. When a call through a :class:`~seawall.Dependency` ends, the
-  current span gets the attributes ``seawall.dependency`` and
-  ``seawall.outcome``. Nothing is done when no span is recording.
+  a rejection by a circuit, a bulkhead, an adaptive limit or a throttle, a
+  timeout, a fallback) becomes a span event on the *current* span, the one the
+  caller's instrumentation opened around the call; a circuit's state change
+  and an adaptive limit's move become one on the span of the call that caused
+  it, and a request refused by load shedding one on the server's request
+  span. When a call through a :class:`~seawall.Dependency` ends, the current
+  span gets the attributes ``seawall.dependency`` and ``seawall.outcome``.
+  Nothing is done when no span is recording.
 * **Metrics.** Instruments that mirror :mod:`seawall.integrations.prometheus`:
   an OpenTelemetry-to-Prometheus translation (the Prometheus exporter or the
   Collector: dots become underscores, counters get ``_total``, unit ``s`` gets
@@ -17,8 +19,9 @@
   ``dependency_calls_total``, ``dependency.call.duration`` (unit ``s``)
   ``dependency_call_duration_seconds``, ``circuit_breaker.state``
   ``circuit_breaker_state``, and so on. Metric attributes are the Prometheus
-  label names (``dependency``, ``outcome``, ``state``, ``reason``, ``kind``);
-  span attributes are namespaced (``seawall.dependency``).
+  label names (``dependency``, ``outcome``, ``state``, ``reason``, ``kind``,
+  ``direction``, ``priority``); span attributes are namespaced
+  (``seawall.dependency``).
 
 Cost: counts are kept by the listener (a dict update under a lock) and reported
 through *observable* counters at collection, because an SDK counter's ``add()``
@@ -32,7 +35,7 @@ Use it with the SDK configured by the application::
     from seawall.integrations.otel import OtelListener
 
     otel = OtelListener()          # the global meter provider
-    otel.track(registry)           # gauges: breaker state, bulkhead, outbox
+    otel.track(registry)           # gauges: breaker state, bulkhead, limit, outbox
     otel.install()
 
 .. versionadded:: 0.1
@@ -55,7 +58,10 @@ from seawall.events import (
     Event,
     FallbackFailed,
     FallbackUsed,
+    LimitChanged,
+    LimitRejected,
     Listeners,
+    LoadShed,
     OutboxDelivered,
     OutboxDeliveryFailed,
     OutboxDropped,
@@ -64,6 +70,7 @@ from seawall.events import (
     StateChanged,
     StoreRecovered,
     StoreUnavailable,
+    ThrottleRejected,
     TimedOut,
 )
 from seawall.integrations._tracked import DURATION_BUCKETS, Counts, Tracker
@@ -83,6 +90,8 @@ _STATES = tuple(s.value for s in State)
 _KINDS = {
     "breakers": frozenset({"breaker"}),
     "bulkheads": frozenset({"bulkhead"}),
+    "limits": frozenset({"limit"}),
+    "throttles": frozenset({"throttle"}),
     "outboxes": frozenset({"outbox"}),
     "budgets": frozenset({"budget"}),
 }
@@ -103,6 +112,10 @@ _COUNTERS = (
         "What shadow breakers would have done.",
     ),
     ("bulkhead.rejected", _D, "Calls refused by a full bulkhead."),
+    ("adaptive_limit.rejected", _D, "Calls refused at once by an adaptive limit."),
+    ("adaptive_limit.changes", (*_D, "direction"), "Adaptive limit moves, by direction."),
+    ("throttle.rejected", _D, "Calls shed by client-side throttling."),
+    ("load_shed", (*_D, "priority"), "Requests refused by load shedding, by priority."),
     ("retry.attempts", _D, "Retries scheduled (attempts after the first)."),
     ("retry.give_ups", (*_D, "reason"), "Retryable failures not retried again, by reason."),
     ("timeouts", _D, "Timeout scopes that ran out."),
@@ -145,6 +158,37 @@ _GAUGES = (
     ("bulkhead.in_use", "", "Bulkhead permits held now.", "bulkheads", "in_use"),
     ("bulkhead.max_concurrent", "", "Bulkhead permits in all.", "bulkheads", "max_concurrent"),
     ("bulkhead.waiting", "", "Callers queued for a permit.", "bulkheads", "waiting"),
+    ("adaptive_limit", "", "Calls an adaptive limit allows in flight now.", "limits", "limit"),
+    (
+        "adaptive_limit.in_flight",
+        "",
+        "Calls holding an adaptive limit's permit.",
+        "limits",
+        "in_flight",
+    ),
+    ("adaptive_limit.min", "", "The lowest the limit may fall to.", "limits", "min"),
+    ("adaptive_limit.max", "", "The highest the limit may rise to.", "limits", "max"),
+    (
+        "throttle.probability",
+        "",
+        "The probability that a call made now is shed.",
+        "throttles",
+        "probability",
+    ),
+    (
+        "throttle.window_requests",
+        "",
+        "Calls in the throttle's window, shed ones included.",
+        "throttles",
+        "requests",
+    ),
+    (
+        "throttle.window_accepts",
+        "",
+        "Calls in the throttle's window the dependency accepted.",
+        "throttles",
+        "accepts",
+    ),
     ("outbox.depth", "", "Outbox entries waiting for delivery.", "outboxes", "depth"),
     ("outbox.oldest_age", "s", "Age of the oldest pending entry.", "outboxes", "oldest_age"),
     ("outbox.dead_letters", "", "Entries in the dead-letter table.", "outboxes", "dead"),
@@ -254,6 +298,10 @@ class OtelListener:
             (StateChanged, self._on_state_changed),
             (CallRejected, self._on_rejected),
             (BulkheadRejected, self._on_bulkhead_rejected),
+            (LimitRejected, self._on_limit_rejected),
+            (LimitChanged, self._on_limit_changed),
+            (ThrottleRejected, self._on_throttle_rejected),
+            (LoadShed, self._on_load_shed),
             (RetryScheduled, self._on_retry_scheduled),
             (RetryGaveUp, self._on_gave_up),
             (TimedOut, self._on_timed_out),
@@ -280,7 +328,8 @@ class OtelListener:
         """Observe these objects' current state at each collection (weakly referenced).
 
         Accepts what :meth:`seawall.integrations.prometheus.PrometheusMetrics.track`
-        accepts: dependencies, breakers, bulkheads, outboxes, a registry, and
+        accepts: dependencies, breakers, bulkheads, adaptive limits (a load
+        shedder's ``limit`` too), throttles, outboxes, a registry, and
         iterables of these.
 
         Raises:
@@ -370,6 +419,49 @@ class OtelListener:
             "seawall.bulkhead.rejected",
             event,
             {"seawall.max_concurrent": event.max_concurrent, "seawall.waited": event.waited},
+        )
+
+    def _on_limit_rejected(self, event: LimitRejected) -> None:
+        self._add("adaptive_limit.rejected", event.name)
+        self._span_event("seawall.limit.rejected", event, {"seawall.limit": event.limit})
+
+    def _on_limit_changed(self, event: LimitChanged) -> None:
+        self._add("adaptive_limit.changes", event.name, "up" if event.new > event.old else "down")
+        self._span_event(
+            "seawall.limit.changed",
+            event,
+            {
+                "seawall.limit": event.new,
+                "seawall.previous_limit": event.old,
+                "seawall.rtt": event.rtt,
+                "seawall.in_flight": event.in_flight,
+                "seawall.dropped": event.dropped,
+            },
+        )
+
+    def _on_throttle_rejected(self, event: ThrottleRejected) -> None:
+        self._add("throttle.rejected", event.name)
+        self._span_event(
+            "seawall.throttle.rejected",
+            event,
+            {
+                "seawall.probability": event.probability,
+                "seawall.requests": event.requests,
+                "seawall.accepts": event.accepts,
+            },
+        )
+
+    def _on_load_shed(self, event: LoadShed) -> None:
+        self._add("load_shed", event.name, str(event.priority))
+        self._span_event(
+            "seawall.load_shed",
+            event,
+            {
+                "seawall.route": event.route,
+                "seawall.priority": event.priority,
+                "seawall.limit": event.limit,
+                "seawall.in_flight": event.in_flight,
+            },
         )
 
     def _on_retry_scheduled(self, event: RetryScheduled) -> None:
@@ -473,8 +565,11 @@ class OtelListener:
 
         def observe(_: CallbackOptions) -> list[Observation]:
             readings = getattr(self._tracker.read(kinds), kind)
+            # A value the object cannot say (a custom limit algorithm's bounds) is None.
             return [
-                Observation(getattr(r, field), self._labels("dependency", r.name)) for r in readings
+                Observation(value, self._labels("dependency", r.name))
+                for r in readings
+                if (value := getattr(r, field)) is not None
             ]
 
         return observe

@@ -9,17 +9,20 @@ One call wires a service's dependencies to a registry and serves them::
 
 Counters and the call-duration histogram come from events
 (:mod:`seawall.events`): :meth:`PrometheusMetrics.install` registers one small
-listener per event type. Gauges (breaker state, bulkhead permits in use, outbox
-depth and oldest age, retry budget balance) are read from the tracked objects at
-scrape time, through weak references (:meth:`PrometheusMetrics.track`).
+listener per event type. Gauges (breaker state, bulkhead permits in use, an
+adaptive limit's limit and calls in flight, a throttle's rejection probability,
+outbox depth and oldest age, retry budget balance) are read from the tracked
+objects at scrape time, through weak references (:meth:`PrometheusMetrics.track`).
 
 Every series is labelled ``dependency`` with the name the policy carries in its
 events: a dependency's own name for calls, fallbacks and timeouts, and the
-breaker's, bulkhead's, outbox's or retry policy's name for theirs: name them
-after their dependency (a Dependency gives a default-named Retry its own
-name). The metric names, types and labels are listed in :data:`METRICS`; the
-alert rules in ``deploy/prometheus`` and the Grafana dashboard in
-``deploy/grafana`` use them.
+breaker's, bulkhead's, adaptive limit's, throttle's, outbox's or retry
+policy's name for theirs: name them after their dependency (a Dependency gives
+a default-named Retry its own name). Load shedding's ``load_shed_total`` is
+labelled with the shedder's name, and its gauges are those of its adaptive
+limit (track ``shedder.limit``). The metric names, types and labels are
+listed in :data:`METRICS`; the alert rules in ``deploy/prometheus`` and the
+Grafana dashboard in ``deploy/grafana`` use them.
 
 Cost: a call pays for one listener call when it completes, which updates its
 dependency's pre-bound series under one uncontended lock: about 0.3 us
@@ -57,7 +60,10 @@ from seawall.events import (
     FallbackFailed,
     FallbackUsed,
     GiveUpReason,
+    LimitChanged,
+    LimitRejected,
     Listeners,
+    LoadShed,
     OutboxDelivered,
     OutboxDeliveryFailed,
     OutboxDropped,
@@ -66,9 +72,16 @@ from seawall.events import (
     StateChanged,
     StoreRecovered,
     StoreUnavailable,
+    ThrottleRejected,
     TimedOut,
 )
-from seawall.integrations._tracked import DURATION_BUCKETS, Counts, Readings, Tracker
+from seawall.integrations._tracked import (
+    DURATION_BUCKETS,
+    Counts,
+    DependencyReading,
+    Readings,
+    Tracker,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -104,6 +117,8 @@ _DROP_REASONS = (
     "closed",
 )
 _STATES = tuple(s.value for s in State)
+# The direction label values of adaptive_limit_changes_total.
+_DIRECTIONS = ("up", "down")
 _INF = float("inf")
 
 
@@ -164,6 +179,31 @@ METRICS: Final = (
         "counter",
         _D,
         "Calls refused because no bulkhead permit came free within max_wait.",
+    ),
+    MetricSpec(
+        "adaptive_limit_rejected_total",
+        "counter",
+        _D,
+        "Calls refused at once because an adaptive limit's worth of calls was in flight.",
+    ),
+    MetricSpec(
+        "adaptive_limit_changes_total",
+        "counter",
+        (*_D, "direction"),
+        "Times an adaptive limit moved, by direction: up, down.",
+    ),
+    MetricSpec(
+        "throttle_rejected_total",
+        "counter",
+        _D,
+        "Calls shed by client-side adaptive throttling before reaching the dependency.",
+    ),
+    MetricSpec(
+        "load_shed_total",
+        "counter",
+        (*_D, "priority"),
+        "Requests refused by the service's own load shedding, by priority (0 is the most "
+        "important); dependency is the shedder's name.",
     ),
     MetricSpec(
         "retry_attempts_total",
@@ -265,6 +305,30 @@ METRICS: Final = (
     MetricSpec("bulkhead_in_use", "gauge", _D, "Bulkhead permits held now."),
     MetricSpec("bulkhead_max_concurrent", "gauge", _D, "Bulkhead permits in all."),
     MetricSpec("bulkhead_waiting", "gauge", _D, "Callers queued for a bulkhead permit."),
+    MetricSpec("adaptive_limit", "gauge", _D, "The adaptive limit now: calls allowed in flight."),
+    MetricSpec(
+        "adaptive_limit_in_flight", "gauge", _D, "Calls holding an adaptive limit's permit."
+    ),
+    MetricSpec("adaptive_limit_min", "gauge", _D, "The lowest the adaptive limit may fall to."),
+    MetricSpec("adaptive_limit_max", "gauge", _D, "The highest the adaptive limit may rise to."),
+    MetricSpec(
+        "throttle_probability",
+        "gauge",
+        _D,
+        "The probability that client-side throttling sheds a call made now, 0 to 1.",
+    ),
+    MetricSpec(
+        "throttle_window_requests",
+        "gauge",
+        _D,
+        "Calls in the throttle's trailing window, those it shed included.",
+    ),
+    MetricSpec(
+        "throttle_window_accepts",
+        "gauge",
+        _D,
+        "Calls in the throttle's trailing window that the dependency accepted.",
+    ),
     MetricSpec("outbox_depth", "gauge", _D, "Outbox entries waiting for delivery."),
     MetricSpec(
         "outbox_oldest_age_seconds",
@@ -383,9 +447,11 @@ class PrometheusMetrics:
     def track(self, *objects: object) -> None:
         """Read these objects' current state at every scrape, without keeping them alive.
 
-        Accepts :class:`~seawall.Dependency` (its breaker, bulkhead, outbox and
-        retry budget come with it), :class:`~seawall.CircuitBreaker`,
-        :class:`~seawall.Bulkhead`, :class:`~seawall.ThreadBulkhead`,
+        Accepts :class:`~seawall.Dependency` (its breaker, bulkhead or
+        adaptive limit, throttle, outbox and retry budget come with it),
+        :class:`~seawall.CircuitBreaker`, :class:`~seawall.Bulkhead`,
+        :class:`~seawall.ThreadBulkhead`, :class:`~seawall.adaptive.AdaptiveLimit`
+        (a load shedder's ``limit`` too), :class:`~seawall.throttle.Throttle`,
         :class:`~seawall.Outbox`, a registry (anything with a ``dependencies``
         mapping, read afresh at each scrape), and iterables of these.
 
@@ -420,6 +486,10 @@ class PrometheusMetrics:
             (StateChanged, self._on_state_changed),
             (CallRejected, self._on_rejected),
             (BulkheadRejected, self._count("bulkhead_rejected_total")),
+            (LimitRejected, self._count("adaptive_limit_rejected_total")),
+            (LimitChanged, self._count_direction("adaptive_limit_changes_total")),
+            (ThrottleRejected, self._count("throttle_rejected_total")),
+            (LoadShed, self._count_priority("load_shed_total")),
             (RetryScheduled, self._count("retry_attempts_total")),
             (RetryGaveUp, self._on_gave_up),
             (TimedOut, self._count("timeouts_total")),
@@ -498,6 +568,23 @@ class PrometheusMetrics:
 
         return count
 
+    def _count_direction(self, metric: str) -> Callable[[LimitChanged], None]:
+        inc = self._counters[metric].inc
+        up, down = _DIRECTIONS
+
+        def count(event: LimitChanged) -> None:
+            inc((event.name, up if event.new > event.old else down))
+
+        return count
+
+    def _count_priority(self, metric: str) -> Callable[[LoadShed], None]:
+        inc = self._counters[metric].inc
+
+        def count(event: LoadShed) -> None:
+            inc((event.name, str(event.priority)))
+
+        return count
+
     # -- the collector protocol ------------------------------------------------
 
     def describe(self) -> list[Metric]:
@@ -561,25 +648,45 @@ class PrometheusMetrics:
 def _zero_series(r: Readings) -> Iterator[tuple[str, tuple[str, ...]]]:
     """Yield the counter series that tracked objects can increment."""
     for dep in r.dependencies:
-        if dep.retry is not None:
-            yield "retry_attempts_total", (dep.retry,)
-            for reason in GiveUpReason:
-                yield "retry_give_ups_total", (dep.retry, reason.value)
-        if dep.fallback_kind is not None:
-            yield "fallback_used_total", (dep.name, dep.fallback_kind)
-            yield "fallback_failed_total", (dep.name, dep.fallback_kind)
-        if dep.timeout:
-            yield "timeouts_total", (dep.name,)
+        yield from _dependency_series(dep)
     for breaker in (b for b in r.breakers if not b.shadow):
         yield "circuit_breaker_open_total", (breaker.name,)
         yield "circuit_breaker_rejected_total", (breaker.name,)
     for bulkhead in r.bulkheads:
         yield "bulkhead_rejected_total", (bulkhead.name,)
+    for limit in r.limits:
+        yield from _limit_series(limit.name)
+    for throttle in r.throttles:
+        yield "throttle_rejected_total", (throttle.name,)
     for outbox in r.outboxes:
         yield "outbox_delivered_total", (outbox.name,)
         yield "outbox_delivery_failures_total", (outbox.name,)
         for policy in _DROP_REASONS:
             yield "outbox_dropped_total", (outbox.name, policy)
+
+
+def _dependency_series(dep: DependencyReading) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """Yield the counter series of a dependency's own events and of its named policies."""
+    if dep.retry is not None:
+        yield "retry_attempts_total", (dep.retry,)
+        for reason in GiveUpReason:
+            yield "retry_give_ups_total", (dep.retry, reason.value)
+    if dep.fallback_kind is not None:
+        yield "fallback_used_total", (dep.name, dep.fallback_kind)
+        yield "fallback_failed_total", (dep.name, dep.fallback_kind)
+    if dep.timeout:
+        yield "timeouts_total", (dep.name,)
+    # Named here too, so a limit or throttle whose reading fails still has them.
+    if dep.limit is not None:
+        yield from _limit_series(dep.limit)
+    if dep.throttle is not None:
+        yield "throttle_rejected_total", (dep.throttle,)
+
+
+def _limit_series(name: str) -> Iterator[tuple[str, tuple[str, ...]]]:
+    yield "adaptive_limit_rejected_total", (name,)
+    for direction in _DIRECTIONS:
+        yield "adaptive_limit_changes_total", (name, direction)
 
 
 def _add_readings(families: dict[str, Metric], r: Readings) -> None:
@@ -601,6 +708,7 @@ def _add_readings(families: dict[str, Metric], r: Readings) -> None:
         gauge("bulkhead_in_use", [h.name], h.in_use)
         gauge("bulkhead_max_concurrent", [h.name], h.max_concurrent)
         gauge("bulkhead_waiting", [h.name], h.waiting)
+    _add_adaptive(gauge, r)
     for o in r.outboxes:
         gauge("outbox_depth", [o.name], o.depth)
         gauge("outbox_oldest_age_seconds", [o.name], o.oldest_age)
@@ -608,6 +716,20 @@ def _add_readings(families: dict[str, Metric], r: Readings) -> None:
     for t in r.budgets:
         gauge("retry_budget_balance", [t.name], t.balance)
         gauge("retry_budget_capacity", [t.name], t.capacity)
+
+
+def _add_adaptive(gauge: Callable[[str, list[str], float], None], r: Readings) -> None:
+    for a in r.limits:
+        gauge("adaptive_limit", [a.name], a.limit)
+        gauge("adaptive_limit_in_flight", [a.name], a.in_flight)
+        if a.min is not None:
+            gauge("adaptive_limit_min", [a.name], a.min)
+        if a.max is not None:
+            gauge("adaptive_limit_max", [a.name], a.max)
+    for p in r.throttles:
+        gauge("throttle_probability", [p.name], p.probability)
+        gauge("throttle_window_requests", [p.name], p.requests)
+        gauge("throttle_window_accepts", [p.name], p.accepts)
 
 
 def _check_buckets(buckets: Sequence[float]) -> tuple[float, ...]:
