@@ -7,7 +7,8 @@ Definitions (the report states them too):
 * success rate: 2xx answers / requests sent (unanswered, timed out, dropped
   and unfinished ones are failures).
 * goodput: 2xx answers per second (degraded 2xx included, and counted apart).
-* p50 / p99: percentiles of latency, linear between closest ranks.
+* p50 / p99: percentiles of latency, linear between closest ranks; p99_ok the
+  p99 of the 2xx answers alone (what the users who were served waited).
 * time to recover: seconds from the end of the fault to the first second from
   which the success rate of all routes stays >= 95 % for 3 seconds in a row;
   0 when it never fell; ``None`` when it did not happen before the run ended.
@@ -26,7 +27,7 @@ from typing import Any
 
 from .collect import ModeRun, ScenarioRun
 from .load import Result
-from .timeline import Headline, Scenario
+from .timeline import Cost, Headline, Scenario
 
 RECOVERED = 0.95
 HOLD = 3
@@ -84,9 +85,11 @@ def summarize(results: Iterable[Result], seconds: float) -> dict[str, Any]:
     rows = list(results)
     ok = [r for r in rows if r.ok]
     latencies = [r.latency for r in rows if r.error != "dropped"]
+    served = [r.latency for r in ok]
     errors = Counter(r.error for r in rows if r.error is not None)
     p50 = percentile(latencies, 50)
     p99 = percentile(latencies, 99)
+    p99_ok = percentile(served, 99)
     return {
         "sent": len(rows),
         "ok": len(ok),
@@ -95,6 +98,7 @@ def summarize(results: Iterable[Result], seconds: float) -> dict[str, Any]:
         "success": round(len(ok) / len(rows), 4) if rows else None,
         "p50": None if p50 is None else round(p50, 4),
         "p99": None if p99 is None else round(p99, 4),
+        "p99_ok": None if p99_ok is None else round(p99_ok, 4),
         "errors": dict(sorted(errors.items())),
     }
 
@@ -225,7 +229,8 @@ def analyze_mode(scenario: Scenario, run: ModeRun) -> dict[str, Any]:
         downstream = {}
         for sim, record in run.simulators.items():
             counts = _arrivals(record, duration)[math.floor(a) : math.ceil(b)]
-            caller_sent = table.get(CALLER[sim], {}).get("sent", 0)
+            caller = CALLER.get(sim)
+            caller_sent = 0 if caller is None else table.get(caller, {}).get("sent", 0)
             downstream[sim] = {
                 "total": sum(counts),
                 "mean": round(sum(counts) / (b - a), 3) if b > a else None,
@@ -294,6 +299,16 @@ def winner(naive: float | None, seawall: float | None, better: str, metric: str)
     return "seawall" if seawall_better else "naive"
 
 
+def _cost(modes: Mapping[str, Any], h: Headline, cost: Cost) -> dict[str, Any]:
+    """One figure of what a forced loss costs, in the headline's window, in both modes."""
+    probe = Headline(label=cost.label, metric=cost.metric, route=cost.route, window=h.window)
+    return {
+        "label": cost.label,
+        "unit": cost.unit,
+        **{mode: figure(m, probe) for mode, m in modes.items()},
+    }
+
+
 def analyze(run: ScenarioRun) -> dict[str, Any]:
     """The JSON of one scenario: its definition, both modes' figures and the headlines."""
     scenario = run.scenario
@@ -314,6 +329,8 @@ def analyze(run: ScenarioRun) -> dict[str, Any]:
                 "naive": naive,
                 "seawall": seawall,
                 "winner": winner(naive, seawall, h.better, h.metric),
+                "forced": h.forced,
+                "cost": [_cost(modes, h, c) for c in h.cost],
             }
         )
     return {

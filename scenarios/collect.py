@@ -36,7 +36,7 @@ from examples.orders.settings import DOWNSTREAMS
 from examples.orders.stack import Stack
 
 from .load import Result, Target, run_open_loop, schedule
-from .timeline import DB_TARGETS, Scenario, Step
+from .timeline import DB_TARGETS, SERVICE_TARGET, Scenario, Step
 
 MODES = ("naive", "seawall")
 #: Timeout of the collector's own calls (control APIs, state samples).
@@ -196,7 +196,10 @@ async def apply_step(client: httpx.AsyncClient, stack: Stack, step: Step) -> Non
     """Set or clear the step's fault on its target in one stack (or change its capacity)."""
     assert stack.service is not None
     if step.capacity is not None:
-        url = stack.simulators[step.target].url + "/_control/capacity"
+        if step.target == SERVICE_TARGET:
+            url = stack.service.url + "/_admin/capacity"
+        else:
+            url = stack.simulators[step.target].url + "/_control/capacity"
         await _control(client, "PUT", url, dict(step.capacity))
         return
     if step.target in DB_TARGETS:
@@ -267,7 +270,10 @@ class _Runner:
         self.control = control
         self.on_tick = on_tick
         self.runs = {mode: ModeRun(mode, pins.get(mode)) for mode in stacks}
-        self.targets = {mode: Target(mode, _service_url(stack)) for mode, stack in stacks.items()}
+        self.targets = {
+            mode: Target(mode, _service_url(stack), timeout=scenario.client_timeout)
+            for mode, stack in stacks.items()
+        }
         self.cpu = CpuMeter()
         self.cpu_series: list[tuple[float, dict[int, float]]] = []
         self.start = 0.0
@@ -347,6 +353,14 @@ class _Runner:
                         if isinstance(rows, list):
                             load[key] = [[s - t0, v] for s, v in rows]
                     self.runs[mode].simulators[name] = record
+            # The service's own work, reported as a simulator reports its load.
+            own = await _control(self.control, "GET", _service_url(stack) + "/_admin/load")
+            if own is not None and own.get("load", {}).get("capacity", {}).get("workers"):
+                load = own["load"]
+                for key, rows in load.items():
+                    if isinstance(rows, list):
+                        load[key] = [[s - t0, v] for s, v in rows]
+                self.runs[mode].simulators[SERVICE_TARGET] = own
 
 
 def _service_url(stack: Stack) -> str:

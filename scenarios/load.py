@@ -151,6 +151,8 @@ class Target:
 
     name: str
     base_url: str
+    #: How long a user waits for an answer (the client's total timeout).
+    timeout: float = CLIENT_TIMEOUT
     results: list[Result] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
@@ -164,7 +166,7 @@ class Target:
         # timeout enforced around each request: httpx's timeouts are per operation.
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
-            timeout=httpx.Timeout(CLIENT_TIMEOUT),
+            timeout=httpx.Timeout(self.timeout),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
         )
         return self
@@ -194,7 +196,7 @@ class Target:
         status, degraded = 0, False
         error: str | None = "unfinished"
         try:
-            async with asyncio.timeout(CLIENT_TIMEOUT):
+            async with asyncio.timeout(self.timeout):
                 response = await self._client.request(
                     route.method, route.path(arrival.n), json=body
                 )

@@ -92,6 +92,7 @@ th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }
 th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 .seawall { background: #e6f4ea; } .naive { background: #fdecea; } .tie { background: #f4f4f4; }
 .tradeoff td { color: #555; font-style: italic; }
+.cost td { color: #7a4b00; font-size: 90%; padding-left: 2em; }
 code { background: #f4f4f4; padding: 0 .2rem; }
 """
 
@@ -436,9 +437,24 @@ def _headline_table(scenario: Mapping[str, Any]) -> str:
             f"<td>{_fmt(h['seawall'], h['unit'], metric=h['metric'])}</td>"
             f"<td class='{h['winner']}'>{h['winner']}</td></tr>"
         )
+        if h.get("forced") and h["winner"] == "naive":
+            rows.append(_cost_row(h))
     return (
         "<table><tr><th class=l>headline figure</th><th class=l></th><th>naive</th>"
         f"<th>seawall</th><th>better</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _cost_row(h: Mapping[str, Any]) -> str:
+    """Under a figure seawall loses by a rule: what the naive figure costs, same window."""
+    parts = [
+        f"{html.escape(c['label'])} {_fmt(c.get('naive'), c['unit'])}"
+        f" (seawall {_fmt(c.get('seawall'), c['unit'])})"
+        for c in h.get("cost", [])
+    ]
+    return (
+        f"<tr class=cost><td class=l colspan=5>forced by a rule ({html.escape(h['forced'])})."
+        f" What the naive figure costs: {'; '.join(parts)}.</td></tr>"
     )
 
 
@@ -609,6 +625,8 @@ def summary_text(report: Mapping[str, Any]) -> str:
     for scenario in report["scenarios"]:
         for h in scenario["headlines"]:
             label = h["label"] + ("" if h["claimed"] else " (trade-off)")
+            if h.get("forced") and h["winner"] == "naive":
+                label += " (forced: see the report for its cost)"
             rows.append(
                 (
                     scenario["name"],

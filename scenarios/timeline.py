@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .load import CLIENT_TIMEOUT
+
 #: The load of most scenarios, in requests per second per route (about 25 rps:
 #: both services, their simulators and the generator share 2 cores).
 STANDARD_MIX: Mapping[str, float] = {
@@ -26,6 +28,9 @@ STANDARD_MIX: Mapping[str, float] = {
 }
 #: Database fault targets on the service (everything else is a simulator).
 DB_TARGETS = ("db_read", "db_write")
+#: The service's own work (examples/orders/capacity.py's WorkStage), as a target
+#: of capacity steps and a focus whose load the report shows.
+SERVICE_TARGET = "orders"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +70,11 @@ class Headline:
         claimed: ``True`` when the pattern claims this improvement (the tests
             check it); ``False`` for a known trade-off, shown but not claimed.
         unit: For display.
+        forced: When a rule of the seawall wiring makes it lose this figure on
+            purpose, the rule, in a few words; the report then shows ``cost``
+            beside it.
+        cost: What the naive wiring's figure costs, measured in the same
+            window (the user's wait, the load on the downstream).
     """
 
     label: str
@@ -73,6 +83,18 @@ class Headline:
     window: Literal["fault", "after", "incident", "run"] = "fault"
     better: Literal["higher", "lower"] = "higher"
     claimed: bool = True
+    unit: str = ""
+    forced: str | None = None
+    cost: tuple[Cost, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cost:
+    """One figure shown beside a forced loss: what the naive figure costs."""
+
+    label: str
+    metric: str
+    route: str | None = None
     unit: str = ""
 
 
@@ -96,6 +118,9 @@ class Scenario:
     #: Per simulator, capacity changes made before the load starts (the
     #: simulators are back to their default sizing at each scenario's start).
     capacity: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: How long the load generator's users wait for an answer before they give
+    #: up (the client's timeout): the top of the timeout hierarchy by default.
+    client_timeout: float = CLIENT_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +163,30 @@ VULNERABLE_PAYMENT: Mapping[str, Any] = {
 METASTABLE_RATE = 10.0
 #: The trigger: payment's own work takes three times as long, for the fault phase.
 TRIGGER_SCALE = 3.0
+
+
+#: The overload scenario: the service's own capacity, 4 workers of 40-60 ms
+#: (80 requests/s), half used by 40 requests/s; then 1 worker (20/s) for the
+#: fault: the load is twice what it can serve. Its users wait 2 s, then leave.
+OWN_CAPACITY: Mapping[str, Any] = {"workers": 4, "service_time": 0.04, "jitter": 0.02}
+OVERLOAD_MIX: Mapping[str, float] = {
+    "GET /products": 24.0,
+    "GET /recommendations": 12.0,
+    "POST /orders": 4.0,
+}
+OVERLOAD_PATIENCE = 2.0
+#: What the rule "a critical dependency fails clearly rather than keep a user
+#: waiting" costs the naive wiring when it wins a goodput figure anyway.
+FAIL_FAST = "critical: a clear 503 rather than a long wait"
+
+
+def _wait_costs(route: str, focus: str) -> tuple[Cost, ...]:
+    return (
+        Cost(label=f"{route} p50", metric="p50", route=route, unit="s"),
+        Cost(label=f"{route} p99", metric="p99", route=route, unit="s"),
+        Cost(label=f"requests waiting at {focus}, peak", metric=f"queue_peak:{focus}"),
+        Cost(label=f"requests reaching {focus} per order", metric=f"amplification:{focus}"),
+    )
 
 
 def _fault_steps(p: Phases, target: str, fault: Mapping[str, Any], label: str) -> tuple[Step, ...]:
@@ -191,6 +240,8 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
                 route="POST /orders",
                 claimed=False,
                 unit="/s",
+                forced=FAIL_FAST,
+                cost=_wait_costs("POST /orders", "payment"),
             ),
             Headline(
                 label="time to recover after payment is fast again",
@@ -246,6 +297,8 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
                 route="POST /orders",
                 claimed=False,
                 unit="/s",
+                forced=FAIL_FAST,
+                cost=_wait_costs("POST /orders", "payment"),
             ),
             Headline(
                 label="time to recover after payment is back",
@@ -408,6 +461,8 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
                 route="POST /orders",
                 claimed=False,
                 unit="/s",
+                forced=FAIL_FAST,
+                cost=_wait_costs("POST /orders", "payment"),
             ),
         ),
     )
@@ -419,7 +474,88 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
         storm_429,
         retry_storm,
         metastable(quick=quick),
+        overload(quick=quick),
     ]
+
+
+#: The overload scenario's quick phases: long enough for the naive backlog to
+#: pass its users' patience (2 s) and show the collapse.
+OVERLOAD_QUICK = Phases(warm=3, fault=8, recover=6)
+
+
+def overload(*, quick: bool = False) -> Scenario:
+    """The service itself offered twice what it can serve."""
+    p = OVERLOAD_QUICK if quick else FULL
+    return Scenario(
+        name="overload",
+        title="8. The service itself overloaded: twice what it can serve",
+        story=(
+            "The order service does some work of its own on every request (4 workers of"
+            " 40-60 ms: 80 requests a second), and 40 a second arrive. Then three of its four"
+            " workers are gone (a noisy neighbour, a lost replica): it can serve 20 a second,"
+            " and twice that keeps coming. Its users wait 2 s for an answer, then leave. The"
+            " naive service queues everything: after a second or two every answer comes"
+            " after its user has gone, the work is done for nobody, and the backlog outlives"
+            " the overload. seawall's load shedding caps the requests in flight with an"
+            " adaptive limit learnt from the service's own latency and answers the excess at"
+            " once with 503 and Retry-After, recommendations first (degradable), products and"
+            " orders last; what it admits is served about as fast as before. Look at the"
+            " goodput, at the latency of the answers served, and at the service's own queue."
+        ),
+        mix=OVERLOAD_MIX,
+        duration=p.duration,
+        fault=(p.warm, p.end),
+        steps=(
+            Step(
+                at=p.warm,
+                target=SERVICE_TARGET,
+                capacity={"workers": 1},
+                label="1 worker of 4 left",
+            ),
+            Step(at=p.end, target=SERVICE_TARGET, capacity={"workers": 4}, label="back to 4"),
+        ),
+        focus=(SERVICE_TARGET,),
+        capacity={SERVICE_TARGET: OWN_CAPACITY},
+        client_timeout=OVERLOAD_PATIENCE,
+        headlines=(
+            Headline(
+                label="goodput, every route, while overloaded (capacity 20/s)",
+                metric="goodput",
+                unit="/s",
+            ),
+            Headline(
+                label="p99 of the answers served (2xx), while overloaded",
+                metric="p99_ok",
+                better="lower",
+                unit="s",
+            ),
+            Headline(
+                label="requests the service finished for users who had gone, from the overload on",
+                metric=f"wasted:{SERVICE_TARGET}",
+                window="incident",
+                better="lower",
+            ),
+            Headline(
+                label="requests waiting for the service's own workers, peak, while overloaded",
+                metric=f"queue_peak:{SERVICE_TARGET}",
+                better="lower",
+            ),
+            Headline(
+                label="time to recover after the overload",
+                metric="ttr",
+                window="after",
+                better="lower",
+                unit="s",
+            ),
+            Headline(
+                label="GET /products goodput while overloaded",
+                metric="goodput",
+                route="GET /products",
+                claimed=False,
+                unit="/s",
+            ),
+        ),
+    )
 
 
 def metastable(*, quick: bool = False) -> Scenario:

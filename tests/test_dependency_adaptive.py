@@ -164,7 +164,12 @@ def test_cancelled_calls_leak_no_permit_and_no_throttle_request() -> None:
 def test_the_throttle_sheds_a_share_as_the_backend_refuses_a_share() -> None:
     clock = FakeClock()
     throttle = Throttle(
-        "dep", k=1.5, clock=clock, random=random.Random(7).random, listeners=Listeners()
+        "dep",
+        k=1.5,
+        min_requests=0,
+        clock=clock,
+        random=random.Random(7).random,
+        listeners=Listeners(),
     )
     dep = Dependency("dep", throttle=throttle, clock=clock, listeners=Listeners())
     reached = 0
@@ -221,3 +226,38 @@ def test_calls_an_open_breaker_refuses_do_not_count_in_the_throttle() -> None:
     assert causes.count(CircuitOpenError) == 6
     # Only the four calls that reached the backend are in the throttle's window.
     assert (throttle.requests, throttle.accepts) == (4, 0)
+
+
+def test_the_breaker_is_in_charge_of_a_whole_outage_and_the_throttle_forgets_it() -> None:
+    """Half-open probes are never shed, and once they close the breaker the throttle starts afresh."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "dep",
+        window=CountWindow(10),
+        minimum_calls=10,
+        failure_rate_threshold=0.9,
+        open_duration=1.0,
+        half_open_calls=1,
+        clock=clock,
+        listeners=Listeners(),
+    )
+    # A draw of 0 sheds whenever p > 0: only the breaker's state lets a call by.
+    throttle = Throttle("dep", clock=clock, random=lambda: 0.0, listeners=Listeners())
+    dep = Dependency("dep", breaker=breaker, throttle=throttle, clock=clock, listeners=Listeners())
+    down = True
+
+    def payment() -> str:
+        if down:
+            raise Status(503)
+        return "ok"
+
+    for _ in range(10):  # the outage: ten refusals open the breaker
+        with pytest.raises(DependencyUnavailable):
+            dep.call_sync(payment)
+    assert throttle.probability > 0.9
+    down = False
+    clock.advance(1.0)  # half-open: the probe goes, though the throttle would shed it
+    assert dep.call_sync(payment) == "ok"
+    assert breaker.state.value == "closed"
+    assert (throttle.requests, throttle.probability) == (0, 0.0)  # the outage is forgotten
+    assert [dep.call_sync(payment) for _ in range(5)] == ["ok"] * 5

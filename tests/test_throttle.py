@@ -40,12 +40,13 @@ class Draws:
 
 
 def throttle(clock: FakeClock, draw: float = 0.0, **options: object) -> Throttle:
+    """A throttle on the book's formula alone (no floor of requests), unless told."""
     return Throttle(
         "dep",
         clock=clock,
         random=Draws(draw),
         listeners=Listeners(),
-        **options,  # type: ignore[arg-type]
+        **{"min_requests": 0, **options},  # type: ignore[arg-type]
     )
 
 
@@ -124,6 +125,18 @@ def test_the_draw_decides_against_the_probability() -> None:
     high.admit()  # a draw above p goes through
     high.record()
     assert (low.rejected, high.rejected) == (1, 0)
+
+
+def test_nothing_is_shed_below_min_requests() -> None:
+    """One timed-out call alone must not shed half of the next ones (its retry included)."""
+    t = throttle(FakeClock(), draw=0.0, min_requests=10)
+    fail(t, 9)
+    assert t.probability == 0.0
+    t.admit()  # a draw of 0 would shed at any p > 0
+    t.record(Status(503))
+    assert t.probability == pytest.approx(10 / 11)
+    with pytest.raises(ThrottledError):
+        t.admit()
 
 
 def test_never_sheds_more_than_max_probability() -> None:

@@ -9,7 +9,14 @@
 * ``GET /recommendations`` is personalised, or the popular items when the
   recommendation service fails, marked degraded.
 * ``/healthz``, ``/readyz``, ``/startupz``, ``/metrics``; and with ``ORDERS_ADMIN=1``
-  a ``/_admin`` API for the demo and the tests (database faults, breaker reset).
+  a ``/_admin`` API for the demo and the tests (database faults, breaker reset,
+  the service's own capacity and load).
+
+Each request first does the service's own work (:class:`~.capacity.WorkStage`:
+unlimited by default, sized with ``ORDERS_CAPACITY`` or ``PUT
+/_admin/capacity`` for the overload scenario). Wired with seawall, the
+service sheds load above what it can serve (``[service.shedding]`` in
+policies.toml): recommendations first, orders last, probes never.
 """
 
 from __future__ import annotations
@@ -24,14 +31,18 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
+from seawall import AdaptiveLimit, Criticality
 from seawall.chaos import Fault
+from seawall.core.limit import SampleWindowConfig
 from seawall.errors import ConfigError
 from seawall.events import Listeners
 from seawall.integrations import prometheus
 from seawall.integrations.asgi import DeadlineMiddleware, health_routes, install_exception_handlers
 from seawall.integrations.logging import LoggingListener
+from seawall.integrations.shedding import DEFAULT_EXEMPT, LoadShedMiddleware
 
 from . import db
+from .capacity import Capacity, Workers, WorkStage
 from .policies import Policies
 from .settings import Settings
 from .wiring import gather_or_compensate, make_wiring
@@ -61,6 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = CollectorRegistry()
     logging_listener = LoggingListener()
     logging_listener.install(listeners)
+    policies = Policies.load(settings.policies)
+    own = Capacity().changed(settings.capacity)
+    workers = Workers(own)
+    shedder = _shedder(settings, policies, listeners)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics = prometheus.install(
             getattr(wiring, "registry", None), registry=registry, listeners=listeners
         )
+        if shedder is not None:
+            metrics.track(shedder)
         app.state.wiring = wiring
         app.state.health = wiring.health
         try:
@@ -78,9 +95,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await wiring.close()
 
     app = FastAPI(title="orders", lifespan=lifespan)
+    # Starlette runs the middleware added last first: shedding, then the
+    # deadline, then the service's own work, then the routes.
+    app.add_middleware(WorkStage, workers=workers)
     # The same request_deadline the Registry checks every dependency against.
-    request_deadline = Policies.load(settings.policies).service.request_deadline
-    app.add_middleware(DeadlineMiddleware, default=request_deadline)
+    app.add_middleware(DeadlineMiddleware, default=policies.service.request_deadline)
+    if shedder is not None:
+        shedding = policies.service.shedding
+        app.add_middleware(
+            LoadShedMiddleware,
+            limit=shedder,
+            name="orders",
+            routes=_priorities(shedding.get("routes", {})),
+            retry_after=float(shedding.get("retry_after", 1.0)),
+            # The admin API answers the demo's and the tests' questions, overloaded or not.
+            exempt=(*DEFAULT_EXEMPT, "/_admin"),
+            listeners=listeners,
+        )
     install_exception_handlers(app)
 
     _routes(app, wiring)
@@ -91,8 +122,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     if settings.admin:
-        _admin_routes(app, wiring)
+        _admin_routes(app, wiring, workers, own)
     return app
+
+
+def _shedder(settings: Settings, policies: Policies, listeners: Listeners) -> AdaptiveLimit | None:
+    """The adaptive limit of the service's own load shedding (seawall mode only)."""
+    shedding = policies.service.shedding
+    if settings.mode != "seawall" or not shedding:
+        return None
+    options = dict(shedding.get("limit", {}))
+    if "window" in options:
+        options["window"] = SampleWindowConfig(**options["window"])
+    return AdaptiveLimit("orders", listeners=listeners, **options)
+
+
+def _priorities(routes: dict[str, Any]) -> dict[str, int | Criticality]:
+    """policies.toml's routes: a criticality's name, or a priority."""
+    return {
+        route: Criticality(value) if isinstance(value, str) else int(value)
+        for route, value in routes.items()
+    }
 
 
 def _routes(app: FastAPI, wiring: Any) -> None:
@@ -166,7 +216,7 @@ class _HealthProxy:
         return getattr(self._app.state.health, name)
 
 
-def _admin_routes(app: FastAPI, wiring: Any) -> None:
+def _admin_routes(app: FastAPI, wiring: Any, workers: Workers, own: Capacity) -> None:  # noqa: C901 - one small handler per endpoint
     @app.put("/_admin/faults/{target}")
     async def set_fault(target: str, fault: Annotated[dict[str, Any], Body()]) -> JSONResponse:
         chaos = wiring.db_faults.get(target)
@@ -190,7 +240,25 @@ def _admin_routes(app: FastAPI, wiring: Any) -> None:
     @app.post("/_admin/reset")
     async def reset() -> dict[str, Any]:
         wiring.reset()
-        return {"reset": True}
+        flushed = workers.reset(own)
+        return {"reset": True, "flushed": flushed}
+
+    @app.get("/_admin/capacity")
+    async def get_capacity() -> dict[str, Any]:
+        return {"capacity": workers.capacity.to_mapping()}
+
+    @app.put("/_admin/capacity")
+    async def set_capacity(changes: Annotated[dict[str, Any], Body()]) -> JSONResponse:
+        try:
+            workers.configure(workers.capacity.changed(changes))
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": "bad_capacity", "detail": str(exc)}, status_code=422)
+        return JSONResponse({"capacity": workers.capacity.to_mapping()})
+
+    @app.get("/_admin/load")
+    async def load() -> dict[str, Any]:
+        """The service's own work per second, as a simulator's GET /_control reports it."""
+        return {"load": workers.figures()}
 
     @app.get("/_admin/state")
     async def state() -> dict[str, Any]:

@@ -406,6 +406,98 @@ class Workers:
         }
 
 
+async def read_body(receive: Any) -> bytes | None:
+    """Read an ASGI request's whole body; ``None`` if the caller disconnected before its end."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def watch_disconnect(receive: Any, gone: asyncio.Event) -> None:
+    """Set ``gone`` when the caller disconnects (the body has been read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+
+
+def replay(body: bytes, receive: Any) -> Any:
+    """Return a ``receive`` that gives the app the body read already, then the real channel."""
+    sent = False
+
+    async def again() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return dict(await receive())
+
+    return again
+
+
+async def swallow(message: dict[str, Any]) -> None:
+    """An ASGI ``send`` that drops what it is given (an answer nobody will read)."""
+    return
+
+
+#: Paths a WorkStage never holds a worker for: probes, metrics, the admin API, docs.
+STAGE_EXEMPT = ("/healthz", "/readyz", "/startupz", "/metrics", "/_admin", "/docs", "/openapi")
+
+
+class WorkStage:
+    """ASGI middleware: each request first holds one of ``workers`` for a service time.
+
+    The reference service's own work (parsing, checks, rendering: what a
+    Python service spends its event loop and its pools on) as a capacity of
+    its own, for the overload scenario. With unlimited capacity (the
+    default) it only passes requests on. A caller that gives up while its
+    request waits or works wastes that work (unless the capacity notices
+    disconnects); the request then goes no further.
+    """
+
+    def __init__(self, app: Any, workers: Workers, exempt: tuple[str, ...] = STAGE_EXEMPT) -> None:
+        self.app = app
+        self.workers = workers
+        self.exempt = exempt
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        workers = self.workers
+        if (
+            scope["type"] != "http"
+            or not workers.capacity.limited
+            or scope["path"].startswith(self.exempt)
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if body is None:
+            return
+        gone = asyncio.Event()
+        watch = asyncio.create_task(watch_disconnect(receive, gone))
+        try:
+            present = await workers.serve(0.0, gone)
+        except Refused:
+            await _busy(send)
+            return
+        except Gone:
+            return
+        finally:
+            watch.cancel()
+        if present:
+            await self.app(scope, replay(body, receive), send)
+
+
+async def _busy(send: Any) -> None:
+    body = b'{"error": "busy"}'
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _unless_gone(awaitable: Any, gone: asyncio.Event) -> None:
     """Await ``awaitable``; raise :class:`Gone` if ``gone`` is set first."""
     work = asyncio.ensure_future(awaitable)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ class ServiceBudgets:
     readiness: Mapping[str, float]
     #: How long a readiness result is reused, so a probe storm does not hammer the database.
     readiness_ttl: float
+    #: The service's own load shedding: ``limit`` (AdaptiveLimit options), ``routes``
+    #: (route -> criticality name or priority), ``retry_after``; empty: none.
+    shedding: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Policies:
             cache_timeout=float(own["cache_timeout"]),
             readiness_ttl=float(readiness.pop("ttl")),
             readiness={name: float(seconds) for name, seconds in readiness.items()},
+            shedding=dict(own.get("shedding", {})),
         )
         return cls(config, service)
 

@@ -7,6 +7,7 @@ run on PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ class Settings:
     admin: bool = False
     #: With REDIS_URL: share breaker state with the other replicas through Redis.
     share_state: bool = False
+    #: The service's own capacity (capacity.Capacity fields, from ORDERS_CAPACITY as
+    #: JSON): workers for its own work on each request. Unlimited by default.
+    capacity: Mapping[str, object] = field(default_factory=lambda: {"workers": None})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +64,7 @@ class Settings:
             drain_seconds=float(env.get("ORDERS_DRAIN_SECONDS", "2.0")),
             admin=env.get("ORDERS_ADMIN", "") == "1",
             share_state=env.get("ORDERS_SHARE_STATE", "") == "1",
+            capacity=_capacity(env.get("ORDERS_CAPACITY")),
         )
 
     def url(self, name: str) -> str:
@@ -69,3 +74,13 @@ class Settings:
         except KeyError:
             msg = f"ORDERS_{name.upper()}_URL is not set"
             raise RuntimeError(msg) from None
+
+
+def _capacity(text: str | None) -> Mapping[str, object]:
+    if not text:
+        return {"workers": None}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        msg = f"ORDERS_CAPACITY must be a JSON object, got {text!r}"
+        raise ValueError(msg)  # noqa: TRY004 - a bad setting, reported as such
+    return {"workers": None} | value

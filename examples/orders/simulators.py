@@ -58,7 +58,16 @@ from seawall.chaos import Action, Chaos, Decision, Fault
 from seawall.errors import ConfigError
 from seawall.integrations.httpx import DEADLINE_HEADER
 
-from .capacity import Capacity, Gone, Refused, Workers
+from .capacity import (
+    Capacity,
+    Gone,
+    Refused,
+    Workers,
+    read_body,
+    replay,
+    swallow,
+    watch_disconnect,
+)
 
 SERVICES = ("payment", "inventory", "notification", "recommendations", "analytics")
 CONTROL = "/_control"
@@ -372,7 +381,7 @@ class FaultMiddleware:
             await _fail(send, decision)
             return
         if action is Action.LOSE_RESPONSE:
-            await self.app(scope, receive, _swallow)
+            await self.app(scope, receive, swallow)
             await _drop(send, receive)
             return
         await self.app(scope, receive, send)
@@ -388,11 +397,11 @@ class FaultMiddleware:
         self, workers: Workers, decision: Decision, scope: dict[str, Any], receive: Any, send: Any
     ) -> None:
         """Wait for a worker, work, then answer -- or do the work for nobody."""
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return  # the caller left halfway through its request: nothing to do
         gone = asyncio.Event()
-        watch = asyncio.create_task(_watch(receive, gone))
+        watch = asyncio.create_task(watch_disconnect(receive, gone))
         try:
             present = await workers.serve(self._latency, gone)
         except Refused:
@@ -403,7 +412,7 @@ class FaultMiddleware:
             return  # the server noticed the caller leave, and stopped
         finally:
             watch.cancel()
-        replay = _replay(body, receive)
+        again = replay(body, receive)
         action = decision.action
         if action is Action.FAIL:
             if present:
@@ -412,15 +421,11 @@ class FaultMiddleware:
         if not present or action is Action.LOSE_RESPONSE:
             # The work is done all the same: a charge is committed that its
             # caller will never hear of (and a retry may make a second one).
-            await self.app(scope, replay, _swallow)
+            await self.app(scope, again, swallow)
             if present:
                 await _drop(send, receive)
             return
-        await self.app(scope, replay, send)
-
-
-async def _swallow(message: dict[str, Any]) -> None:
-    return None
+        await self.app(scope, again, send)
 
 
 async def _fail(send: Any, decision: Decision) -> None:
@@ -429,39 +434,6 @@ async def _fail(send: Any, decision: Decision) -> None:
     headers += [(k.lower().encode(), v.encode()) for k, v in decision.headers.items()]
     await send({"type": "http.response.start", "status": decision.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-async def _read_body(receive: Any) -> bytes | None:
-    """The whole request body, or ``None`` if the caller disconnected before its end."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _watch(receive: Any, gone: asyncio.Event) -> None:
-    """Set ``gone`` when the caller disconnects (the body has been read already)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    gone.set()
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    """A ``receive`` that gives the app the body read already, then the real channel."""
-    sent = False
-
-    async def replay() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return dict(await receive())
-
-    return replay
 
 
 async def _until_disconnected(receive: Any) -> None:

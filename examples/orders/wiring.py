@@ -353,6 +353,10 @@ class SeawallWiring:
                 entry["breaker"] = dep.breaker.state.value
             if dep.bulkhead is not None:
                 entry["bulkhead_in_use"] = dep.bulkhead.in_use
+            if dep.limit is not None:
+                entry["limit"] = dep.limit.limit
+            if dep.throttle is not None:
+                entry["throttle_probability"] = round(dep.throttle.probability, 3)
             if dep.outbox is not None:
                 entry["outbox_depth"] = dep.outbox.depth
             deps[dep.name] = entry
@@ -362,6 +366,8 @@ class SeawallWiring:
         for dep in self.registry:
             if dep.breaker is not None:
                 dep.breaker.reset()
+            if dep.throttle is not None:
+                dep.throttle.reset()
 
 
 @dataclass

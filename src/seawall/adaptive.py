@@ -280,6 +280,20 @@ class AdaptiveLimit:
         if moved[0] != moved[1] and self._listeners:
             self._changed(moved[0], moved[1], rtt, in_flight, dropped)
 
+    def lend(self) -> None:
+        """Hand a held permit back for a while, without a sample (see :mod:`seawall.waits`).
+
+        A request of the service waiting on a dependency does none of the
+        service's own work: load shedding counts it out until :meth:`reclaim`.
+        """
+        with self._lock:
+            self._in_flight -= 1
+
+    def reclaim(self) -> None:
+        """Take a lent permit back, whatever the limit now: the request is already running."""
+        with self._lock:
+            self._in_flight += 1
+
     def _reject(self, limit: int) -> None:
         if self._listeners:
             self._listeners.emit(LimitRejected(name=self.name, at=self._now(), limit=limit))

@@ -57,6 +57,7 @@ from seawall.adaptive import AdaptiveLimit, dropped
 from seawall.breaker import CircuitBreaker
 from seawall.bulkhead import Bulkhead, ThreadBulkhead
 from seawall.core.backoff import retry_after_of
+from seawall.core.breaker_state import PROBE
 from seawall.core.limit import Aimd
 from seawall.errors import (
     CircuitOpenError,
@@ -565,11 +566,13 @@ class Dependency:
             The breaker's permit.
         """
         throttle = self._throttle
-        if throttle is not None:
-            throttle.admit()
-        # A call refused further in (an open breaker, the limit) never
-        # reached the backend: it is not recorded in the throttle's window.
         breaker = self._breaker
+        # The throttle trims partial failures while the breaker is closed; an
+        # open or half-open breaker is in charge of a whole outage, and its
+        # probes must not be shed. A call refused further in (an open breaker,
+        # the limit) never reached the backend: it is not recorded either.
+        if throttle is not None and (breaker is None or breaker._core._admit is not None):
+            throttle.admit()
         permit = 0 if breaker is None else _admit(breaker)
         limit = self._limit
         if limit is not None:
@@ -675,7 +678,13 @@ class Dependency:
             limit.release(elapsed)
         throttle = self._throttle
         if throttle is not None:
-            throttle.record()
+            if permit >= PROBE:
+                # A probe: the breaker decides. Once it closes, the refusals the
+                # throttle saw before it opened belong to the outage it ended.
+                if breaker is not None and breaker._core._admit is not None:
+                    throttle.reset()
+            else:
+                throttle.record()
 
     def _after_error(self, permit: int, exc: Exception, t0: float) -> None:
         bulkhead = self._bulkhead
@@ -697,7 +706,7 @@ class Dependency:
             else:
                 limit.release()
         throttle = self._throttle
-        if throttle is not None:
+        if throttle is not None and permit < PROBE:
             throttle.record(exc)
 
     def _after_abort(self, permit: int) -> None:

@@ -124,7 +124,7 @@ _LIMIT_KEYS = {
     "window",
 }
 _LIMIT_WINDOW_KEYS = {"min_time", "max_time", "min_samples", "min_rtt"}
-_THROTTLE_KEYS = {"k", "window", "buckets", "max_probability"}
+_THROTTLE_KEYS = {"k", "window", "buckets", "max_probability", "min_requests"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,9 @@ class Throttle:
         window: The trailing window in seconds (or a timedelta); default 120.
         buckets: How many slices the window is kept in (its resolution).
         max_probability: The most that is ever shed, in [0, 1).
+        min_requests: Nothing is shed while the window holds fewer requests
+            than this: one refusal alone would make the formula shed half of
+            the next calls, a retry included.
         refused_on: Which failures mean the backend refused the call; default
             :func:`refused`. Other failures count as accepted.
         clock: Time source for the window and events; default the real clock.
@@ -110,6 +113,7 @@ class Throttle:
         window: float | timedelta = 120.0,
         buckets: int = 60,
         max_probability: float = 0.95,
+        min_requests: int = 10,
         refused_on: Callable[[BaseException], bool] = refused,
         clock: Clock | None = None,
         random: Callable[[], float] | None = None,
@@ -128,6 +132,7 @@ class Throttle:
                 window=_validate.seconds(window),
                 buckets=buckets,
                 max_probability=max_probability,
+                min_requests=min_requests,
             )
         except ConfigError as exc:
             errors.append(str(exc))

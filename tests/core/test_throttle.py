@@ -100,6 +100,8 @@ class Model:
 
     def probability(self) -> float:
         requests, accepts = self.counts()
+        if requests < self.config.min_requests:
+            return 0.0
         p = max(0.0, (requests - self.config.k * accepts) / (requests + 1))
         return min(p, self.config.max_probability)
 
@@ -120,6 +122,7 @@ configs = st.builds(
     window=st.floats(0.1, 200.0),
     buckets=st.integers(1, 40),
     max_probability=st.floats(0.0, 0.999),
+    min_requests=st.sampled_from([0, 0, 1, 5, 10]),
 )
 
 OPERATIONS = ("admit", "accepted", "refused", "probability")
@@ -190,7 +193,7 @@ def test_nothing_is_shed_while_k_accepts_cover_the_requests(
     k: float, outcomes: list[bool], draws: list[float]
 ) -> None:
     """p == 0 whenever accepts x k >= requests; above that p > 0."""
-    state = ThrottleState(ThrottleConfig(k=k, window=10.0, buckets=5))
+    state = ThrottleState(ThrottleConfig(min_requests=0, k=k, window=10.0, buckets=5))
     for i, accepted in enumerate(outcomes):
         now = i * 0.01  # all within the window
         (state.accepted if accepted else state.refused)(now)
@@ -216,7 +219,7 @@ def test_nothing_is_shed_while_k_accepts_cover_the_requests(
 def test_the_probability_never_exceeds_max_probability(
     cap: float, k: float, refusals: int, accepts: int, draw: float
 ) -> None:
-    state = ThrottleState(ThrottleConfig(k=k, max_probability=cap))
+    state = ThrottleState(ThrottleConfig(min_requests=0, k=k, max_probability=cap))
     for _ in range(accepts):
         state.accepted(1.0)
     for _ in range(refusals):
@@ -231,7 +234,7 @@ def test_the_probability_never_exceeds_max_probability(
 
 
 def test_all_refused_rises_towards_one_and_stops_at_the_cap() -> None:
-    state = ThrottleState(ThrottleConfig(max_probability=0.95))
+    state = ThrottleState(ThrottleConfig(min_requests=0, max_probability=0.95))
     state.refused(0.0)
     assert state.probability(0.0) == 0.5  # 1 / 2
     for _ in range(8):
@@ -247,7 +250,7 @@ def test_all_refused_rises_towards_one_and_stops_at_the_cap() -> None:
 
 
 def test_a_zero_cap_never_sheds() -> None:
-    state = ThrottleState(ThrottleConfig(max_probability=0.0))
+    state = ThrottleState(ThrottleConfig(min_requests=0, max_probability=0.0))
     for _ in range(100):
         state.refused(0.0)
     assert state.probability(0.0) == 0.0
@@ -277,7 +280,7 @@ def test_the_window_forgets_everything_after_window_seconds_idle(
 
 def test_an_event_is_forgotten_when_the_clock_leaves_its_slice() -> None:
     """10 slices of 1 s: refusals at t=5.5 fill slice 5, in the window until t=15."""
-    state = ThrottleState(ThrottleConfig(window=10.0, buckets=10))
+    state = ThrottleState(ThrottleConfig(min_requests=0, window=10.0, buckets=10))
     for _ in range(9):
         state.refused(5.5)
     assert state.probability(5.5) == pytest.approx(0.9)
@@ -287,7 +290,7 @@ def test_an_event_is_forgotten_when_the_clock_leaves_its_slice() -> None:
 
 
 def test_slices_are_forgotten_one_by_one() -> None:
-    state = ThrottleState(ThrottleConfig(k=1.0, window=4.0, buckets=4))
+    state = ThrottleState(ThrottleConfig(min_requests=0, k=1.0, window=4.0, buckets=4))
     for t in (0.0, 1.0, 2.0, 3.0):
         state.refused(t)  # one refusal a slice
     assert state.requests == 4
@@ -297,7 +300,7 @@ def test_slices_are_forgotten_one_by_one() -> None:
 
 
 def test_a_single_bucket_forgets_all_at_once() -> None:
-    state = ThrottleState(ThrottleConfig(window=3.0, buckets=1))
+    state = ThrottleState(ThrottleConfig(min_requests=0, window=3.0, buckets=1))
     state.refused(0.0)
     state.refused(2.9)
     assert state.probability(2.99) == pytest.approx(2 / 3)

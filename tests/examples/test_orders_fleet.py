@@ -5,17 +5,22 @@ from __future__ import annotations
 import math
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from examples.orders.settings import HERE
 from examples.orders.stack import Stack, _request
 
 from tests.examples.conftest import eventually, order
 from tests.servers import RedisServer
 
-OPEN_DURATION = 5.0  # policies.toml
-HALF_OPEN_CALLS = 2
+# Payment's breaker as policies.toml sets it: its own table over the defaults.
+_POLICIES = tomllib.loads((HERE / "policies.toml").read_text())
+_BREAKER = _POLICIES["defaults"]["breaker"] | _POLICIES["dependencies"]["payment"]["breaker"]
+OPEN_DURATION = float(_BREAKER["open_duration"])
+HALF_OPEN_CALLS = int(_BREAKER["half_open_calls"])
 
 
 @pytest.fixture(scope="module")

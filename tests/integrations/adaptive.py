@@ -44,7 +44,7 @@ def limit(name: str, clock: FakeClock, listeners: Listeners, **kw: Any) -> Adapt
 
 def throttle(name: str, clock: FakeClock, listeners: Listeners) -> Throttle:
     """A throttle (k=2) whose draws always shed when the probability is above 0."""
-    return Throttle(name, clock=clock, random=lambda: 0.0, listeners=listeners)
+    return Throttle(name, clock=clock, random=lambda: 0.0, min_requests=0, listeners=listeners)
 
 
 def served(clock: FakeClock) -> Any:

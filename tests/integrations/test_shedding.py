@@ -229,3 +229,50 @@ def test_non_http_scopes_pass_through() -> None:
     asyncio.run(shedder({"type": "lifespan"}, None, None))  # type: ignore[arg-type]
     assert seen == ["lifespan"]
     assert json.loads(shedder._body)["error"] == "overloaded"
+
+
+def test_a_request_waiting_on_a_dependency_is_not_counted_in_flight() -> None:
+    """Little's law on the service's own work: waiting on payment costs it no capacity."""
+    gate = asyncio.Event()
+    payment = Dependency("payment", listeners=Listeners())
+    counted: list[int] = []
+    shedder: LoadShedMiddleware
+
+    async def charge() -> None:
+        counted.append(shedder.limit.in_flight)
+        await gate.wait()
+
+    async def order(request: Request) -> JSONResponse:
+        counted.append(shedder.limit.in_flight)
+        await payment.call(charge)
+        return JSONResponse({"ok": True})
+
+    async def left_behind(request: Request) -> JSONResponse:
+        # A task that outlives its request, still in a dependency call.
+        asyncio.get_running_loop().create_task(payment.call(charge))
+        await asyncio.sleep(0)
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/orders", order), Route("/later", left_behind)])
+    shedder = LoadShedMiddleware(app, limit=fixed(2))
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=shedder),  # type: ignore[arg-type]
+        base_url="http://orders",
+    )
+
+    async def main() -> None:
+        async with client:
+            # Five orders wait on payment at once: a limit of 2 admits them all.
+            waiting = [asyncio.create_task(client.get("/orders")) for _ in range(5)]
+            await until(lambda: len(counted) == 10)
+            assert shedder.limit.in_flight == 0
+            assert (await client.get("/later")).status_code == 200
+            assert shedder.limit.in_flight == 0
+            gate.set()
+            assert [r.status_code for r in await asyncio.gather(*waiting)] == [200] * 5
+            await asyncio.sleep(0.01)
+            assert shedder.limit.in_flight == 0  # the task left behind took nothing back
+
+    asyncio.run(main())
+    # Each order counted itself alone while doing its own work, and nothing while waiting.
+    assert max(counted) <= 1

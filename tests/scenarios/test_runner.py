@@ -25,6 +25,7 @@ NAMES = [
     "429-storm",
     "retry-storm",
     "metastable",
+    "overload",
 ]
 
 
@@ -43,10 +44,11 @@ def test_quick_run_writes_the_report_and_its_numbers(quick_run: QuickRun) -> Non
     assert str(quick_run.html) in quick_run.stdout
 
 
-def test_quick_run_takes_about_two_and_a_half_minutes(quick_run: QuickRun) -> None:
-    # Six 11 s scenarios and the metastable one (43 s: its claim is about the
-    # 30 s after the trigger), each with its settling and draining.
-    assert quick_run.seconds < 180, quick_run.seconds
+def test_quick_run_takes_about_three_minutes(quick_run: QuickRun) -> None:
+    # Six 11 s scenarios, the metastable one (43 s: its claim is about the 30 s
+    # after the trigger) and the overload (17 s: long enough for the naive
+    # backlog to pass its users' patience), each with its settling and draining.
+    assert quick_run.seconds < 200, quick_run.seconds
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,11 +87,14 @@ def test_the_figures_each_scenario_is_about(quick_run: QuickRun) -> None:
     assert products["success"] >= 0.95
     assert products["degraded"] > 0
     assert fault("db-reads-failing", "naive")["GET /products"]["success"] < 0.5
-    # 429s and the retry storm: naive multiplies the load on payment, seawall does not.
-    for name in ("429-storm", "retry-storm"):
+    # 429s and the retry storm: naive multiplies the load on payment, seawall does
+    # not. (In the storm's recovering half, seawall's breaker stays closed at 50 %
+    # failures and its retry budget retries some: about one request per order.)
+    for name, margin in (("429-storm", 3), ("retry-storm", 2)):
         naive = fault(name, "naive")["downstream"]["payment"]["per_request"]
         seawall = fault(name, "seawall")["downstream"]["payment"]["per_request"]
-        assert naive >= 3 * seawall, (name, naive, seawall)
+        assert naive >= margin * seawall, (name, naive, seawall)
+        assert seawall <= 1.2, (name, seawall)
     storm = quick_run.scenario("retry-storm")["modes"]
     offered = quick_run.scenario("retry-storm")["mix"]["POST /orders"]
     naive_payment = fault("retry-storm", "naive")["downstream"]["payment"]
@@ -177,11 +182,11 @@ def test_the_metastable_failure_and_the_recovery(quick_run: QuickRun) -> None:
     payment_after = naive["windows"]["after"]["downstream"]["payment"]
     assert payment_after["busy"] > 0.9 * capacity["workers"]
     assert payment_after["wasted"] > 0.5 * payment_after["admitted"]
-    # seawall: >= 95 % success again within open_duration plus two probe rounds (a
-    # probe round: at most the slow-call duration, 2 s; a slower probe fails).
+    # seawall: >= 95 % success again within payment's open_duration plus two
+    # rounds of its adaptive limit's timeout (an answer slower than that is a drop).
     policies = tomllib.loads((ROOT / "examples/orders/policies.toml").read_text())
-    breaker = policies["defaults"]["breaker"]
-    bound = breaker["open_duration"] + 2 * breaker["slow_call_duration"]
+    payment = policies["dependencies"]["payment"]
+    bound = payment["breaker"]["open_duration"] + 2 * payment["limit"]["timeout"]
     ttr = next(h for h in scenario["headlines"] if h["metric"] == "ttr")
     assert ttr["naive"] is None
     assert ttr["seawall"] is not None
@@ -195,10 +200,40 @@ def test_the_metastable_failure_and_the_recovery(quick_run: QuickRun) -> None:
     }
     assert wasted["naive"] > 0
     assert wasted["seawall"] <= wasted["naive"] / 5
-    # The picture's payment row: naive's queue grows past anything seawall's bulkhead
-    # allows, and both columns draw it.
+    # The picture's payment row: naive's queue grows past anything seawall's limit
+    # allows (it admits what payment answers within 5 s), and both columns draw it.
     assert max(naive["load"]["payment"]["queue"]) > 5 * capacity["workers"]
-    assert max(seawall["load"]["payment"]["queue"]) <= 20  # the payment bulkhead
+    assert max(seawall["load"]["payment"]["queue"]) <= 2 * capacity["workers"]
     page = quick_run.html.read_text()
     section = page[page.index("id='metastable'") :]
     assert section.count('"name":"payment: waiting"') == 2
+
+
+def test_the_service_overloaded_sheds_and_keeps_its_goodput(quick_run: QuickRun) -> None:
+    """Twice its capacity: seawall serves what it can, fast; naive serves its users nothing."""
+    scenario = quick_run.scenario("overload")
+    naive, seawall = scenario["modes"]["naive"], scenario["modes"]["seawall"]
+    # The service's own capacity as the run ends (4 workers), and the fault's one worker.
+    own = seawall["capacity"]["orders"]
+    (workers,) = [s["capacity"]["workers"] for s in scenario["steps"] if s["capacity"]][:1]
+    assert workers == 1
+    capacity = workers / (own["service_time"] + own["jitter"] / 2)
+    offered = sum(scenario["mix"].values())
+    assert offered >= 2 * capacity
+    fault = seawall["windows"]["fault"]["all"]
+    before = seawall["windows"]["before"]["all"]
+    # At least 90 % of what it can serve, and what it serves as fast as before (2x).
+    assert fault["goodput"] >= 0.9 * capacity, fault
+    assert fault["p99_ok"] <= 2 * before["p99_ok"], (fault["p99_ok"], before["p99_ok"])
+    # The least important first: recommendations are shed before products.
+    routes = seawall["windows"]["fault"]
+    assert routes["GET /recommendations"]["success"] < routes["GET /products"]["success"]
+    assert set(fault["errors"]) <= {"http_503", "timeout"}
+    # Naive queues everything: its users leave, and the work is done for nobody.
+    assert naive["windows"]["fault"]["all"]["goodput"] < fault["goodput"]
+    wasted = {
+        m: d["windows"]["incident"]["downstream"]["orders"]["wasted"]
+        for m, d in scenario["modes"].items()
+    }
+    assert wasted["naive"] > 0
+    assert wasted["seawall"] <= wasted["naive"] / 5

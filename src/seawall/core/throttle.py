@@ -45,12 +45,17 @@ class ThrottleConfig:
             resolution is ``window / buckets``.
         max_probability: The most that is ever shed, in [0, 1): some calls
             always go through, so that recovery is seen.
+        min_requests: Nothing is shed while the window holds fewer requests
+            than this (>= 0). The formula is meant for many requests: after a
+            single refusal it would shed half of the next calls, a retry
+            included. (Envoy's admission control has the same floor, as a rate.)
     """
 
     k: float = 2.0
     window: float = 120.0
     buckets: int = 60
     max_probability: float = 0.95
+    min_requests: int = 10
 
     def __post_init__(self) -> None:
         errors = []
@@ -61,6 +66,7 @@ class ThrottleConfig:
         p = self.max_probability
         if not _validate.is_number(p) or not 0 <= p < 1:
             errors.append(f"max_probability must be in [0, 1), got {p!r}")
+        errors += _validate.at_least("min_requests", self.min_requests, 0)
         _validate.fail_if(errors)
 
 
@@ -110,6 +116,8 @@ class ThrottleState:
 
     def _p(self) -> float:
         requests = self.requests
+        if requests < self.config.min_requests:
+            return 0.0
         p = (requests - self.config.k * self.accepts) / (requests + 1)
         if p <= 0.0:
             return 0.0

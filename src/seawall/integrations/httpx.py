@@ -102,6 +102,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 import httpx
 
 from seawall import _validate
+from seawall.adaptive import AdaptiveLimit
 from seawall.bulkhead import Bulkhead, ThreadBulkhead
 from seawall.core.backoff import parse_retry_after
 from seawall.dependency import Criticality, Dependency, is_unavailable
@@ -422,7 +423,8 @@ class _Core:
             )
         bulkhead = dependency.bulkhead
         wanted = ThreadBulkhead if self._sync else Bulkhead
-        if bulkhead is not None and not isinstance(bulkhead, wanted):
+        # An adaptive limit serves both kinds of client.
+        if bulkhead is not None and not isinstance(bulkhead, (wanted, AdaptiveLimit)):
             errors.append(f"dependency {name!r} needs a {wanted.__name__} here, got {bulkhead!r}")
         return errors
 

@@ -18,8 +18,11 @@ full, orders only when it is full. Health probes, metrics and anything in
 ``exempt`` are never shed nor counted: a shedding service is alive, and its
 probes must say so.
 
-*Own* latency: the limit learns from each request's duration minus the time
-it spent waiting in :class:`~seawall.Dependency` calls (:mod:`seawall.waits`).
+*Own* latency and concurrency: the limit learns from each request's duration
+minus the time it spent waiting in :class:`~seawall.Dependency` calls
+(:mod:`seawall.waits`), and while a request waits on one its permit is lent
+back, so that the requests counted in flight are those doing the service's
+own work.
 Waiting on a slow payment provider costs the service no capacity of its
 own, and that dependency's own limit and breaker deal with it; shedding on
 total latency would refuse product pages because payment is slow. Answers
@@ -196,7 +199,9 @@ class LoadShedMiddleware:
             await send(message)
 
         started = self._now()
-        with waiting() as waits:
+        # While the request waits on a dependency its permit is lent back: the
+        # limit counts the requests doing the service's own work.
+        with waiting(limit) as waits:
             try:
                 await self.app(scope, receive, watch)
             except BaseException as exc:
@@ -206,6 +211,8 @@ class LoadShedMiddleware:
 
     def _end(self, started: float, waits: Waits, status: int) -> None:
         limit = self.limit
+        if waits.close():
+            limit.reclaim()  # a task it started still waits: take the permit to give it back
         if status == _GATEWAY_TIMEOUT:
             limit.release(self._own(started, waits), dropped=True)
         elif status >= _SERVER_ERROR or status == 0:
