@@ -252,3 +252,47 @@ def test_a_limit_that_moves_emits_one_event_per_change() -> None:
     changes = [(e.old, e.new) for e in events.of_type(LimitChanged)]
     assert changes == [(2, 3)]  # then at max: no more change, no more events
     assert events.of_type(LimitChanged)[0].in_flight == 1
+
+
+def test_a_busy_limit_times_few_calls_and_a_quiet_one_all() -> None:
+    """The sampling period follows the rate: about 4 x min_samples timed calls a window."""
+    clock = FakeClock()
+    limit = AdaptiveLimit("dep", initial=50, max=100, clock=clock, listeners=Listeners())
+    timed = 0
+    real_now = limit._now
+
+    def counting_now() -> float:
+        nonlocal timed
+        timed += 1
+        return real_now()
+
+    limit._now = counting_now  # type: ignore[method-assign]
+    for _ in range(100_000):  # 100,000 calls a second
+        with limit:
+            clock.advance(0.00001)
+    # At most one call in 128 timed (the power of two under four limits of
+    # 50): a few thousand clock reads for 100,000 calls, not 200,000.
+    assert timed < 5_000, timed
+    timed = 0
+    for _ in range(300):  # then 10 calls a second: within 128 calls, every call timed again
+        with limit:
+            clock.advance(0.1)
+    assert timed >= 2 * (300 - 128 - 16), timed
+
+
+def test_a_drop_is_counted_even_when_its_call_was_not_timed() -> None:
+    clock = FakeClock()
+    limit = aimd(clock, initial=10, max=10, timeout=1.0)
+    limit._period = 1023  # as if very busy: almost no call is timed
+
+    def refused() -> None:
+        raise Status(503)
+
+    with pytest.raises(Status):
+        limit.call(lambda: (clock.advance(0.01), refused()))
+    # The drop counts at the window's end (untimed: its RTT is not known).
+    clock.advance(0.01)
+    with pytest.raises(Status):
+        limit.call(lambda: (clock.advance(0.01), refused()))
+    assert limit.limit < 10
+    assert limit.in_flight == 0

@@ -38,7 +38,7 @@ import contextvars
 import functools
 import inspect
 import threading
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, ParamSpec, Self, TypeVar
 
 from seawall import _validate
 from seawall._clock import MONOTONIC, Clock
@@ -73,7 +73,7 @@ _OVERLOAD_STATUSES = frozenset({429, 503})
 
 # When each `with limit:` of this context began, innermost first: the state a
 # context manager cannot keep on a shared object.
-_STARTED: contextvars.ContextVar[tuple[float, Any] | None] = contextvars.ContextVar(
+_STARTED: contextvars.ContextVar[tuple[float, Any, object] | None] = contextvars.ContextVar(
     "seawall_limit_started", default=None
 )
 
@@ -124,11 +124,16 @@ class AdaptiveLimit:
 
     __slots__ = (
         "__weakref__",
-        "_in_flight",
+        "_calls",
+        "_in",
         "_limit",
         "_listeners",
         "_lock",
+        "_min_rtt",
         "_now",
+        "_period",
+        "_sampled_at",
+        "_sampled_calls",
         "_window",
         "algorithm",
         "name",
@@ -182,8 +187,13 @@ class AdaptiveLimit:
         #: The limit algorithm (read its state; do not feed it).
         self.algorithm = algo
         self._window = SampleWindow(algo, window)
+        self._min_rtt = self._window.config.min_rtt
         self._limit = algo.limit
-        self._in_flight = 0
+        self._in = 0  # calls in flight (see "the permit" below)
+        self._calls = 0  # calls admitted so far: which of them are timed
+        self._sampled_calls = 0
+        self._sampled_at = 0.0  # when the last timed call ended (see _resample)
+        self._period = 0  # time every call until the rate says otherwise
         #: How many calls this limit has refused.
         self.rejected = 0
         self._lock = threading.Lock()
@@ -205,20 +215,30 @@ class AdaptiveLimit:
     @property
     def in_flight(self) -> int:
         """How many calls hold a permit."""
-        return self._in_flight
+        return self._in
 
     @property
     def in_use(self) -> int:
         """How many calls hold a permit (the name a bulkhead's readers look for)."""
-        return self._in_flight
+        return self._in
 
     @property
     def available(self) -> int:
         """How many more calls the limit admits now (0 when over a limit that fell)."""
-        free = self._limit - self._in_flight
-        return max(0, free)
+        return max(0, self._limit - self._in)
 
     # -- the permit ----------------------------------------------------------------
+    #
+    # The sync paths (threads) take the lock, held for a few updates; the async
+    # paths take none, as Bulkhead: a coroutine is not preempted between the
+    # check and the increment, so they must run on one event loop at a time.
+    # Both count in `_in`, the calls in flight.
+    #
+    # Sampling: timing every call costs two clock reads, about the price of a
+    # whole bulkhead permit. Every `_period + 1`-th call is timed; the period
+    # follows the rate of calls (see _resample), so that a window still gets
+    # about four times its min_samples: every call, below a few hundred calls a
+    # second. A drop (a timeout, a 429 or 503) is always counted.
 
     def try_acquire(self, share: float = 1.0) -> bool:
         """Take a permit if the limit allows one now; never raises nor emits.
@@ -233,10 +253,11 @@ class AdaptiveLimit:
         Returns:
             Whether a permit was taken (then give it back with :meth:`release`).
         """
+        cap = self._limit if share >= 1.0 else max(1, int(self._limit * share))
         with self._lock:
-            cap = self._limit if share >= 1.0 else max(1, int(self._limit * share))
-            if self._in_flight < cap:
-                self._in_flight += 1
+            if self._in < cap:
+                self._in += 1
+                self._calls += 1
                 return True
         return False
 
@@ -246,13 +267,15 @@ class AdaptiveLimit:
         Raises:
             LimitExceededError: The limit's worth of calls is in flight.
         """
-        with self._lock:
-            if self._in_flight < self._limit:
-                self._in_flight += 1
-                return
-            self.rejected += 1
-            limit = self._limit
-        self._reject(limit)
+        lock = self._lock
+        lock.acquire()
+        if self._in < self._limit:
+            self._in += 1
+            self._calls += 1
+            lock.release()
+            return
+        lock.release()
+        self._full()
 
     def release(self, rtt: float | None = None, *, dropped: bool = False) -> None:
         """Give back a permit, and with ``rtt`` teach the limit what the call measured.
@@ -265,20 +288,19 @@ class AdaptiveLimit:
         Raises:
             RuntimeError: No permit is held.
         """
-        with self._lock:
-            in_flight = self._in_flight
-            if in_flight <= 0:
-                msg = f"adaptive limit {self.name!r}: release() without a permit held"
-                raise RuntimeError(msg)
-            self._in_flight = in_flight - 1
-            if rtt is None:
-                return
-            moved = self._window.add(self._now(), rtt, in_flight, dropped)
-            if moved is None:
-                return
-            self._limit = moved[1]
-        if moved[0] != moved[1] and self._listeners:
-            self._changed(moved[0], moved[1], rtt, in_flight, dropped)
+        lock = self._lock
+        lock.acquire()
+        in_flight = self._in
+        if in_flight <= 0:
+            lock.release()
+            msg = f"adaptive limit {self.name!r}: release() without a permit held"
+            raise RuntimeError(msg)
+        self._in = in_flight - 1
+        lock.release()
+        # A caller that times every call (a Dependency) is sampled like the
+        # limit's own paths: one call in `_period + 1`, and every drop.
+        if rtt is not None and (dropped or not self._calls & self._period):
+            self._sample(self._now(), rtt, in_flight, drop=dropped)
 
     def lend(self) -> None:
         """Hand a held permit back for a while, without a sample (see :mod:`seawall.waits`).
@@ -287,22 +309,87 @@ class AdaptiveLimit:
         service's own work: load shedding counts it out until :meth:`reclaim`.
         """
         with self._lock:
-            self._in_flight -= 1
+            self._in -= 1
 
     def reclaim(self) -> None:
         """Take a lent permit back, whatever the limit now: the request is already running."""
         with self._lock:
-            self._in_flight += 1
+            self._in += 1
 
-    def _reject(self, limit: int) -> None:
+    def _full(self) -> NoReturn:
+        """Refuse a call the limit has no room for: count it, emit, raise."""
+        self.rejected += 1
+        limit = self._limit
         if self._listeners:
             self._listeners.emit(LimitRejected(name=self.name, at=self._now(), limit=limit))
         raise LimitExceededError(name=self.name, limit=limit)
 
-    def _changed(self, old: int, new: int, rtt: float, in_flight: int, drop: bool) -> None:
+    def _sample(self, now: float, rtt: float | None, in_flight: int, *, drop: bool) -> None:
+        """Feed one measured call to the window (under the lock); move the limit."""
+        lock = self._lock
+        lock.acquire()
+        window = self._window
+        ends = window._ends
+        if (
+            not drop
+            and rtt is not None
+            and ends is not None
+            and now < ends
+            and rtt >= self._min_rtt
+            and not window._dropped
+        ):
+            # SampleWindow.add's common case, inline (the window stays open):
+            # its frame is most of a timed call's cost.
+            window._count += 1
+            window._sum += rtt
+            if rtt < window._fastest:  # noqa: PLR1730 - a comparison, not a call
+                window._fastest = rtt
+            if in_flight > window._max_in_flight:  # noqa: PLR1730
+                window._max_in_flight = in_flight
+            if not window._count & 15:
+                self._resample(now)
+            lock.release()
+            return
+        try:
+            self._resample(now)
+            moved = window.add(now, rtt, in_flight, drop)
+            if moved is not None:
+                self._limit = moved[1]
+        finally:
+            lock.release()
+        if moved is None:
+            return
+        if moved[0] != moved[1] and self._listeners:
+            self._changed(moved[0], moved[1], rtt, in_flight, drop)
+
+    def _resample(self, now: float) -> None:
+        """At a timed call: time every ``period``-th call, for about 4 x min_samples a window.
+
+        The period follows the rate of calls since the last timed one, so a
+        busy limit times few of its calls and a quiet one all of them.
+        """
+        calls = self._calls
+        since = calls - self._sampled_calls
+        elapsed = now - self._sampled_at if self._sampled_at else 0.0
+        self._sampled_calls, self._sampled_at = calls, now
+        config = self._window.config
+        wanted = since * config.min_time / (4 * config.min_samples)  # calls per timed call
+        # Never more than four limits' worth of calls between two timed ones:
+        # while the limit is in use, that is a timed call at least every few
+        # RTTs, however fast the rate falls (a dependency slowing down is the
+        # moment it must not be blind); below half the limit in use the
+        # algorithms learn nothing anyway.
+        cap = 4 * self._limit
+        period = 1
+        if elapsed > 0:
+            while period * 2 * elapsed <= wanted and period * 2 <= cap:
+                period *= 2
+        self._period = period - 1  # a mask: a call is timed when its number & mask == 0
+
+    def _changed(self, old: int, new: int, rtt: float | None, in_flight: int, drop: bool) -> None:
         algo = self.algorithm
         # The window's average is what the algorithm saw; Gradient2 keeps it.
-        seen = getattr(algo, "last_rtt", rtt)
+        seen = getattr(algo, "last_rtt", rtt or 0.0)
         self._listeners.emit(
             LimitChanged(
                 name=self.name,
@@ -315,11 +402,49 @@ class AdaptiveLimit:
             )
         )
 
+    def _learn(self, started: float | None, exc: BaseException, in_flight: int) -> None:
+        """After a call that raised ``exc`` gave its permit back: count a drop."""
+        if isinstance(exc, Exception) and dropped(exc):
+            now = self._now()
+            # An untimed call's drop still counts; its RTT is not known.
+            self._sample(now, None if started is None else now - started, in_flight, drop=True)
+
+    def _failed_sync(self, started: float | None, exc: BaseException) -> None:
+        lock = self._lock
+        lock.acquire()
+        in_flight = self._in
+        self._in = in_flight - 1
+        lock.release()
+        self._learn(started, exc, in_flight)
+
+    def _failed_async(self, started: float | None, exc: BaseException) -> None:
+        in_flight = self._in
+        self._in = in_flight - 1
+        self._learn(started, exc, in_flight)
+
     # -- as a context manager and a decorator -----------------------------------------
+    #
+    # Each path is written out (permit, timing, return) rather than delegating:
+    # a Python frame is about a tenth of the limit's cost per call. A timed
+    # `with` keeps its start time in a context variable (the one state a
+    # `with` cannot keep on an object shared by calls), with the limit that
+    # owns it; an untimed one keeps nothing, and its exit leaves an entry of
+    # its own limit on top alone... unless it is nested in a timed `with` of
+    # the same limit in the same task, whose sample it then takes (a rare
+    # shape, and only a sample is misplaced, never a permit).
 
     def __enter__(self) -> Self:
-        self.acquire()
-        _STARTED.set((self._now(), _STARTED.get()))
+        lock = self._lock
+        lock.acquire()
+        if self._in < self._limit:
+            self._in += 1
+            calls = self._calls = self._calls + 1
+            lock.release()
+        else:
+            lock.release()
+            self._full()
+        if not calls & self._period:
+            _STARTED.set((self._now(), _STARTED.get(), self))
         return self
 
     def __exit__(
@@ -328,15 +453,28 @@ class AdaptiveLimit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        started = _STARTED.get()
-        if started is None:  # pragma: no cover - only if the context was switched under us
-            self.release()
+        started = self._pop()
+        if exc is not None:
+            self._failed_sync(started, exc)
             return
-        _STARTED.set(started[1])
-        self._end(started[0], exc)
+        lock = self._lock
+        lock.acquire()
+        in_flight = self._in
+        self._in = in_flight - 1
+        lock.release()
+        if started is not None:
+            now = self._now()
+            self._sample(now, now - started, in_flight, drop=False)
 
     async def __aenter__(self) -> Self:
-        return self.__enter__()
+        if self._in < self._limit:
+            self._in += 1
+            calls = self._calls = self._calls + 1
+        else:
+            self._full()
+        if not calls & self._period:
+            _STARTED.set((self._now(), _STARTED.get(), self))
+        return self
 
     async def __aexit__(
         self,
@@ -344,15 +482,23 @@ class AdaptiveLimit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        started = self._pop()
+        if exc is not None:
+            self._failed_async(started, exc)
+            return
+        in_flight = self._in
+        self._in = in_flight - 1
+        if started is not None:
+            now = self._now()
+            self._sample(now, now - started, in_flight, drop=False)
 
-    def _end(self, started: float, exc: BaseException | None) -> None:
-        if exc is None:
-            self.release(self._now() - started)
-        elif isinstance(exc, Exception) and dropped(exc):
-            self.release(self._now() - started, dropped=True)
-        else:
-            self.release()
+    def _pop(self) -> float | None:
+        """Take the start of this limit's innermost timed `with` off the stack (or ``None``)."""
+        top = _STARTED.get()
+        if top is None or top[2] is not self:
+            return None
+        _STARTED.set(top[1])
+        return top[0]
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn(*args, **kwargs)`` holding a permit and return its result.
@@ -360,14 +506,40 @@ class AdaptiveLimit:
         Raises:
             LimitExceededError: The limit was reached; ``fn`` was not called.
         """
-        self.acquire()
+        return self._sync_call(fn, args, kwargs)
+
+    def _sync_call(self, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
+        lock = self._lock
+        lock.acquire()
+        if self._in < self._limit:
+            self._in += 1
+            calls = self._calls = self._calls + 1
+            lock.release()
+        else:
+            lock.release()
+            self._full()
+        if calls & self._period:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self._failed_sync(None, exc)
+                raise
+            lock.acquire()
+            self._in -= 1
+            lock.release()
+            return result
         started = self._now()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self._end(started, exc)
+            self._failed_sync(started, exc)
             raise
-        self.release(self._now() - started)
+        lock.acquire()
+        in_flight = self._in
+        self._in = in_flight - 1
+        lock.release()
+        now = self._now()
+        self._sample(now, now - started, in_flight, drop=False)
         return result
 
     async def call_async(
@@ -382,36 +554,75 @@ class AdaptiveLimit:
         Raises:
             LimitExceededError: The limit was reached; ``fn`` was not called.
         """
-        self.acquire()
+        if self._in < self._limit:
+            self._in += 1
+            calls = self._calls = self._calls + 1
+        else:
+            self._full()
+        if calls & self._period:
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._failed_async(None, exc)
+                raise
+            self._in -= 1
+            return result
         started = self._now()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._end(started, exc)
+            self._failed_async(started, exc)
             raise
-        self.release(self._now() - started)
+        in_flight = self._in
+        self._in = in_flight - 1
+        now = self._now()
+        self._sample(now, now - started, in_flight, drop=False)
         return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a function (plain or ``async def``) so each call holds a permit."""
         if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
+            now, failed, sample, full = self._now, self._failed_async, self._sample, self._full
 
+            # call_async() written out again: a frame less per call.
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await call_async(fn, *args, **kwargs)
+                if self._in < self._limit:
+                    self._in += 1
+                    calls = self._calls = self._calls + 1
+                else:
+                    full()
+                if calls & self._period:
+                    try:
+                        result = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        failed(None, exc)
+                        raise
+                    self._in -= 1
+                    return result
+                started = now()
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    failed(started, exc)
+                    raise
+                in_flight = self._in
+                self._in = in_flight - 1
+                ended = now()
+                sample(ended, ended - started, in_flight, drop=False)
+                return result
 
             return async_wrapper  # type: ignore[return-value]
-        call = self.call
+        sync_call = self._sync_call
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return call(fn, *args, **kwargs)
+            return sync_call(fn, args, kwargs)
 
         return wrapper
 
     def __repr__(self) -> str:
-        return f"<AdaptiveLimit {self.name!r} in_flight={self._in_flight}/{self._limit}>"
+        return f"<AdaptiveLimit {self.name!r} in_flight={self._in}/{self._limit}>"
 
 
 def _build(

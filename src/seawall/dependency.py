@@ -559,8 +559,12 @@ class Dependency:
             _release(self._breaker, permit)
             raise expired(self.name, 0.0, self._listeners)
 
-    def _admit_adaptive(self) -> int:
+    def _admit_adaptive(self, *, on_loop: bool) -> int:
         """Throttle, breaker, limit: the head of an attempt with adaptive policies.
+
+        Args:
+            on_loop: Whether this is the async pipeline: the limit's permit is
+                then taken as its async paths take it, without its lock.
 
         Returns:
             The breaker's permit.
@@ -576,6 +580,10 @@ class Dependency:
         permit = 0 if breaker is None else _admit(breaker)
         limit = self._limit
         if limit is not None:
+            if on_loop and limit._in < limit._limit:
+                limit._in += 1
+                limit._calls += 1
+                return permit
             try:
                 limit.acquire()
             except BaseException:
@@ -620,7 +628,7 @@ class Dependency:
         if self._plain:
             permit = 0 if breaker is None else _admit(breaker)
         else:
-            permit = self._admit_adaptive()
+            permit = self._admit_adaptive(on_loop=True)
         bulkhead = self._bulkhead
         if bulkhead is not None:
             try:
@@ -820,7 +828,7 @@ class Dependency:
         if self._plain:
             permit = 0 if breaker is None else _admit(breaker)
         else:
-            permit = self._admit_adaptive()
+            permit = self._admit_adaptive(on_loop=False)
         # The timeout cannot interrupt sync code: it becomes the ambient
         # deadline, which bounds the bulkhead's wait and which fn can pass to
         # its client (seawall.remaining()).

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import random
 import threading
-from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 
 from seawall import _validate
 from seawall._clock import MONOTONIC, Clock
@@ -94,12 +95,17 @@ class Throttle:
 
     __slots__ = (
         "__weakref__",
+        "_accepted",
+        "_flushed",
         "_listeners",
         "_lock",
         "_now",
+        "_period",
         "_random",
         "_refused",
+        "_shedding",
         "_state",
+        "_ticked",
         "config",
         "name",
         "rejected",
@@ -143,6 +149,12 @@ class Throttle:
         #: The validated configuration.
         self.config = config
         self._state = ThrottleState(config)
+        # Accepts not yet in the window (see "the decision" below).
+        self._accepted = itertools.count(1)
+        self._flushed = 0
+        self._period = 0
+        self._ticked = 0.0
+        self._shedding = False
         self._refused = refused_on
         #: How many calls this throttle has shed.
         self.rejected = 0
@@ -157,19 +169,33 @@ class Throttle:
     def probability(self) -> float:
         """The probability that a call made now is shed."""
         with self._lock:
+            self._flush(self._now())
             return self._state.probability(self._now())
 
     @property
     def requests(self) -> int:
         """Calls in the trailing window, those it shed included."""
-        return self._state.requests
+        with self._lock:
+            self._flush(self._now())
+            return self._state.requests
 
     @property
     def accepts(self) -> int:
         """Calls in the trailing window that the backend accepted."""
-        return self._state.accepts
+        with self._lock:
+            self._flush(self._now())
+            return self._state.accepts
 
     # -- the decision ----------------------------------------------------------------
+    #
+    # The healthy path takes no lock and reads no clock. A success is a next()
+    # on a counter of accepts not yet in the window; every `_period + 1`-th
+    # one (a power of two, chosen so that this happens about eight times a
+    # slice of the window) moves them into the window under the lock and asks
+    # the window whether anything could be shed now: `_shedding`. Admission
+    # reads that flag; only while it is set does a call draw and take the lock.
+    # Refusals are counted at once, under the lock. The window lags what it
+    # counts by at most an eighth of a slice.
 
     def admit(self) -> None:
         """Let a call go, or shed it.
@@ -181,9 +207,17 @@ class Throttle:
         Raises:
             ThrottledError: The call was shed.
         """
+        if self._shedding:
+            self._decide()
+
+    def _decide(self) -> None:
+        """Admit while the window could shed: draw, and count a shed call."""
         draw = self._random()
         with self._lock:
-            p = self._state.admit(self._now(), draw)
+            now = self._now()
+            self._flush(now)
+            p = self._state.admit(now, draw)
+            self._shedding = self._state.shedding()
             if not p:
                 return
             self.rejected += 1
@@ -207,24 +241,60 @@ class Throttle:
         not call a refusal, counts as accepted. An interruption (a
         cancellation) counts for nothing.
         """
-        if exc is not None and not isinstance(exc, Exception):
+        if exc is None:
+            if not next(self._accepted) & self._period:
+                self._tick()
             return
-        refusal = exc is not None and self._refused(exc)
+        if not isinstance(exc, Exception):
+            return
+        if not self._refused(exc):
+            if not next(self._accepted) & self._period:
+                self._tick()
+            return
         with self._lock:
-            if refusal:
-                self._state.refused(self._now())
-            else:
-                self._state.accepted(self._now())
+            now = self._now()
+            self._flush(now)
+            self._state.refused(now)
+            self._shedding = self._state.shedding()
+
+    def _tick(self) -> None:
+        """Move the pending accepts into the window; choose how often to do so."""
+        with self._lock:
+            now = self._now()
+            calls = self._flush(now)
+            self._shedding = self._state.shedding()
+            elapsed = now - self._ticked
+            self._ticked = now
+            # About eight ticks a slice: a busy client pays for the clock and
+            # the lock once in many calls, a quiet one at every call.
+            per_tick = calls * (self._state.config.window / self._state.config.buckets) / 8
+            period = 1
+            if elapsed > 0:
+                while period * 2 * elapsed <= per_tick:
+                    period *= 2
+            self._period = period - 1
+
+    def _flush(self, now: float) -> int:
+        """Count the accepts not yet in the window (under the lock); return how many."""
+        seen = _peek(self._accepted) - 1
+        n = seen - self._flushed
+        if n > 0:
+            self._flushed = seen
+            self._state.accepted(now, n)
+        return max(n, 0)
 
     def reset(self) -> None:
         """Forget the window: shed nothing until the backend refuses again."""
         with self._lock:
+            self._flushed = _peek(self._accepted) - 1
             self._state.reset()
+            self._shedding = False
 
     # -- as a context manager and a decorator -------------------------------------------
 
     def __enter__(self) -> Self:
-        self.admit()
+        if self._shedding:
+            self._decide()
         return self
 
     def __exit__(
@@ -233,10 +303,15 @@ class Throttle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is None:
+            if not next(self._accepted) & self._period:
+                self._tick()
+            return
         self.record(exc)
 
     async def __aenter__(self) -> Self:
-        self.admit()
+        if self._shedding:
+            self._decide()
         return self
 
     async def __aexit__(
@@ -245,6 +320,10 @@ class Throttle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is None:
+            if not next(self._accepted) & self._period:
+                self._tick()
+            return
         self.record(exc)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -253,13 +332,15 @@ class Throttle:
         Raises:
             ThrottledError: The call was shed; ``fn`` was not called.
         """
-        self.admit()
+        if self._shedding:
+            self._decide()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self.record(exc)
             raise
-        self.record()
+        if not next(self._accepted) & self._period:
+            self._tick()
         return result
 
     async def call_async(
@@ -274,36 +355,62 @@ class Throttle:
         Raises:
             ThrottledError: The call was shed; ``fn`` was not called.
         """
-        self.admit()
+        if self._shedding:
+            self._decide()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             self.record(exc)
             raise
-        self.record()
+        if not next(self._accepted) & self._period:
+            self._tick()
         return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a function (plain or ``async def``): each call is admitted or shed."""
+        accepted = self._accepted
+        record = self.record
+        tick = self._tick
         if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await call_async(fn, *args, **kwargs)
+                if self._shedding:
+                    self._decide()
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    record(exc)
+                    raise
+                if not next(accepted) & self._period:
+                    tick()
+                return result
 
             return async_wrapper  # type: ignore[return-value]
-        call = self.call
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return call(fn, *args, **kwargs)
+            if self._shedding:
+                self._decide()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                record(exc)
+                raise
+            if not next(accepted) & self._period:
+                tick()
+            return result
 
         return wrapper
 
     def __repr__(self) -> str:
         s = self._state
         return f"<Throttle {self.name!r} requests={s.requests} accepts={s.accepts}>"
+
+
+def _peek(counter: itertools.count[int]) -> int:
+    """Return the value an itertools.count gives next, without advancing it."""
+    return int(cast("Any", counter.__reduce__())[1][0])
 
 
 def _random_source(source: object) -> Callable[[], float]:

@@ -326,6 +326,7 @@ class SampleWindow:
         "_dropped",
         "_ends",
         "_fastest",
+        "_last",
         "_max_in_flight",
         "_sum",
         "algorithm",
@@ -337,6 +338,7 @@ class SampleWindow:
         self.config = config or SampleWindowConfig()
         self._ends: float | None = None
         self._backoff = -math.inf  # when the last window with a drop closed
+        self._last = 0.0  # the last window's average RTT
         self._clear()
 
     def _clear(self) -> None:
@@ -346,12 +348,16 @@ class SampleWindow:
         self._max_in_flight = 0
         self._dropped = False
 
-    def add(self, now: float, rtt: float, in_flight: int, dropped: bool) -> tuple[int, int] | None:
+    def add(
+        self, now: float, rtt: float | None, in_flight: int, dropped: bool
+    ) -> tuple[int, int] | None:
         """Count one finished call; at the end of a window, feed the algorithm.
 
         Args:
             now: When the call ended (the driver's clock).
-            rtt: How long it took, in seconds.
+            rtt: How long it took, in seconds; ``None`` for a dropped call that
+                was not timed (a driver that times a share of its calls): the
+                drop counts, its RTT does not.
             in_flight: Calls in flight when it ended, itself included.
             dropped: Whether it timed out or the dependency refused it.
 
@@ -359,28 +365,37 @@ class SampleWindow:
             ``(old, new)`` limits when this call closed a window, else ``None``.
         """
         config = self.config
-        if rtt < config.min_rtt and not dropped:
+        if rtt is None:
+            if not dropped:
+                return None
+        elif rtt < config.min_rtt and not dropped:
             return None
-        self._count += 1
-        self._sum += rtt
-        self._fastest = min(self._fastest, rtt)
+        else:
+            self._count += 1
+            self._sum += rtt
+            self._fastest = min(self._fastest, rtt)
         self._max_in_flight = max(self._max_in_flight, in_flight)
         if dropped:
             self._dropped = True
         ends = self._ends
         if ends is None:  # the first window opened when its first call started
-            ends = self._ends = now - rtt + config.min_time
+            ends = self._ends = now - (rtt or 0.0) + config.min_time
         # A drop closes the window at once: waiting a second to back off
         # would let a whole second of calls pile onto an overloaded dependency.
         # ...if its call was sent since the last backoff: one sent before was
         # sent under the old limit, which that backoff answered. It still
-        # counts, once, at the end of this window (TCP: once per flight).
-        fresh = dropped and rtt <= now - self._backoff
+        # counts, once, at the end of this window (TCP: once per flight). An
+        # untimed drop may be either: it waits for the window's end.
+        fresh = dropped and rtt is not None and rtt <= now - self._backoff
         if not fresh and (now < ends or self._count < config.min_samples):
             return None
         old = self.algorithm.limit
-        new = self.algorithm.on_sample(self._sum / self._count, self._max_in_flight, self._dropped)
-        span = min(max(2 * self._fastest, config.min_time), config.max_time)
+        # A window of untimed drops alone: the last window's RTT stands for it.
+        average = self._sum / self._count if self._count else self._last
+        self._last = average
+        new = self.algorithm.on_sample(average, self._max_in_flight, self._dropped)
+        fastest = self._fastest if self._count else average
+        span = min(max(2 * fastest, config.min_time), config.max_time)
         self._ends = now + span
         if self._dropped:
             self._backoff = now

@@ -145,13 +145,17 @@ class ThrottleState:
             return p
         return 0.0
 
-    def accepted(self, now: float) -> None:
-        """Count a request the backend accepted (answered with no refusal)."""
+    def accepted(self, now: float, n: int = 1) -> None:
+        """Count ``n`` requests the backend accepted (answered with no refusal)."""
         i = self._advance(now)
-        self._requests[i] += 1
-        self._accepts[i] += 1
-        self.requests += 1
-        self.accepts += 1
+        self._requests[i] += n
+        self._accepts[i] += n
+        self.requests += n
+        self.accepts += n
+
+    def shedding(self) -> bool:
+        """Whether a request decided now could be shed (the window as last advanced)."""
+        return self._p() > 0.0
 
     def refused(self, now: float) -> None:
         """Count a request the backend refused (or that timed out)."""
