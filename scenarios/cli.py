@@ -188,11 +188,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_fleet(seconds: float, progress: Progress) -> tuple[dict[str, Any] | None, str | None]:
     """Run the fleet scenario; return its result, or why it could not run."""
-    progress.stage("8 fleet: 2 x 3 replicas, payment down (shared and not)")
+    progress.stage("9 fleet: 2 x 3 replicas, payment down (shared and not)")
     try:
         return fleet.run(seconds, rate=fleet.RATE), None
     except (OSError, RuntimeError, SystemExit) as exc:
-        # The seven scenarios' results are not lost for it.
+        # The eight scenarios' results are not lost for it.
         error = f"the fleet scenario could not run: {exc}"
         print(error, file=sys.stderr, flush=True)
         return None, error

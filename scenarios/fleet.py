@@ -10,8 +10,8 @@ counts the charge requests that reach payment each second.
 It needs ``redis-server`` (the test command installs it); it starts its own
 on a free loopback port and stops it, with everything else, on exit or Ctrl-C.
 Writes ``fleet.html`` and ``fleet.json``; ``python -m scenarios --fleet``
-(``scripts/demo --fleet``) runs it after the seven scenarios and adds it to
-``report.html`` as its eighth section.
+(``scripts/demo --fleet``) runs it after the eight scenarios and adds it to
+``report.html`` as its ninth section.
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ def _fault_steps(p: Phases, target: str, fault: Mapping[str, Any], label: str) -
 
 
 def scenarios(*, quick: bool = False) -> list[Scenario]:
-    """The seven scenarios, with quick or full phase lengths."""
+    """The eight scenarios, with quick or full phase lengths."""
     p = QUICK if quick else FULL
     window = (p.warm, p.end)
     slow = {"latency": 3.0, "jitter": 1.0}
@@ -261,9 +261,11 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
             " The naive service waits 10 s per attempt and retries at once, 6 attempts, so each"
             " order can hold a pooled connection for up to its 25 s deadline; when the pool of"
             " 100 is used up, every downstream call waits for it, recommendations and"
-            " inventory included. seawall times out at 8 s, fills the 20-permit bulkhead, then"
-            " refuses at once; its breaker opens and probes 5 s later. Look at POST /orders"
-            " latency, the requests in flight, and GET /recommendations."
+            " inventory included. seawall times out at 8 s; its adaptive limit backs off on"
+            " each timeout and refuses the rest at once, and its breaker opens on the failures"
+            " and probes a second later, one call at a time, so that the recovery is seen"
+            " within about a second. Look at POST /orders latency, the requests in flight, and"
+            " GET /recommendations."
         ),
         mix=STANDARD_MIX,
         duration=p.duration,
@@ -380,7 +382,9 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
             "Payment rate-limits every charge: 429 Too Many Requests, Retry-After: 2. The"
             " naive service ignores Retry-After and retries at once, 6 attempts per order;"
             " seawall waits as asked (up to its backoff maximum, 5 s), spends at most 20 %"
-            " of its calls on retries, and its breaker opens on the failures. Look at the"
+            " of its calls on retries; its breaker opens on the failures and probes a second"
+            " later, and its throttle sheds up to half of the calls while payment refuses"
+            " them (and steps aside while the breaker is open). Look at the"
             " requests reaching payment: every one of them is counted against the limit."
         ),
         mix=STANDARD_MIX,
@@ -416,8 +420,9 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
             " failure at once, 6 attempts per order, multiplying the load on the recovering"
             " service: each failed attempt holds one of payment's 12 workers, so its retries"
             " keep payment saturated and queueing while it tries to recover. seawall retries"
-            " once with jittered backoff, within a retry budget (20 % of calls), and its"
-            " breaker stops the calls while payment is down. Look at the requests reaching"
+            " once with jittered backoff, within a retry budget (20 % of calls); its breaker"
+            " stops the calls while payment is down (at 90 % failures), and while half of them"
+            " fail it stays closed and serves the half that succeed. Look at the requests reaching"
             " payment per second, beside the 30 orders per second offered, and at payment's"
             " busy workers and queue."
         ),
@@ -571,10 +576,10 @@ def metastable(*, quick: bool = False) -> Scenario:
             " and retries at once. Payment does not notice a caller leave, so once its queue is"
             " longer than 10 s it works through requests nobody waits for, each slower for the"
             " backlog, and never catches up: the trigger is gone, the outage stays (Bronson et"
-            " al., HotOS 2021). seawall's bulkhead never lets more than 20 charges wait at"
-            " payment, which keeps its queue short enough to answer within the 8 s timeout;"
-            " its slow-call breaker sheds the rest, and the orders are back once its probes"
-            " pass. No caller's wait reaches its timeout during the trigger, so neither wiring"
+            " al., HotOS 2021). seawall's adaptive limit admits only the charges payment"
+            " answers within 5 s, which keeps its queue short, and refuses the rest at once;"
+            " as payment speeds up again the limit admits more, and the orders are back. No"
+            " caller's wait reaches its timeout during the trigger, so neither wiring"
             " wastes work during the trigger itself; the naive waste begins a few seconds after"
             " it, and does not end."
             " Each charge done for nobody is still a charge: retried without an idempotency"
