@@ -89,12 +89,13 @@ def test_the_figures_each_scenario_is_about(quick_run: QuickRun) -> None:
     assert fault("db-reads-failing", "naive")["GET /products"]["success"] < 0.5
     # 429s and the retry storm: naive multiplies the load on payment, seawall does
     # not. (In the storm's recovering half, seawall's breaker stays closed at 50 %
-    # failures and its retry budget retries some: about one request per order.)
+    # failures and its retry budget retries some; in the 429 storm an order's one
+    # retry waits the 2 s asked: both stay near one request per order.)
     for name, margin in (("429-storm", 3), ("retry-storm", 2)):
         naive = fault(name, "naive")["downstream"]["payment"]["per_request"]
         seawall = fault(name, "seawall")["downstream"]["payment"]["per_request"]
         assert naive >= margin * seawall, (name, naive, seawall)
-        assert seawall <= 1.2, (name, seawall)
+        assert seawall <= 1.5, (name, seawall)
     storm = quick_run.scenario("retry-storm")["modes"]
     offered = quick_run.scenario("retry-storm")["mix"]["POST /orders"]
     naive_payment = fault("retry-storm", "naive")["downstream"]["payment"]
