@@ -210,10 +210,11 @@ def scenarios(*, quick: bool = False) -> list[Scenario]:
             " the rest queue. The naive service waits up to 10 s per attempt and retries at once,"
             " holding a connection of its one shared pool per order: its orders wait in"
             " payment's queue, and most are answered once payment is fast again, seconds late."
-            " seawall's bulkhead never lets more than 20 charges wait at payment; its"
-            " breaker counts calls slower than 2 s, and when half of the last 10 s are slow it"
-            " opens and orders fail at once with 503 and Retry-After. Look at POST /orders"
-            " latency, the requests in flight, and payment's queue."
+            " seawall's adaptive limit (AIMD) admits as many charges as payment answers within"
+            " 5 s, about what its 12 workers can do, and refuses the rest at once with 503 and"
+            " Retry-After: payment does all it can, and nobody waits long in its queue. Look at"
+            " POST /orders latency and goodput against payment's capacity, the requests in"
+            " flight, and payment's queue."
         ),
         mix=STANDARD_MIX,
         duration=p.duration,
