@@ -18,10 +18,20 @@ from seawall import CircuitBreaker, ConfigError, CountWindow, TimeWindow
         ({"failure_rate_threshold": float("nan")}, "failure_rate_threshold"),
         ({"slow_call_rate_threshold": -0.1}, "slow_call_rate_threshold must be in (0, 1]"),
         ({"slow_call_duration": -1}, "slow_call_duration must be a finite number"),
-        ({"minimum_calls": 0}, "minimum_calls must be an integer >= 1, got 0"),
-        ({"minimum_calls": 2.5}, "minimum_calls must be an integer >= 1, got 2.5"),
+        ({"minimum_calls": 0}, "minimum_calls must be an integer in [1, 1000000], got 0"),
+        ({"minimum_calls": 2.5}, "minimum_calls must be an integer in [1, 1000000], got 2.5"),
+        ({"minimum_calls": 10**30}, "minimum_calls must be an integer in [1, 1000000]"),
+        ({"minimum_calls": True}, "minimum_calls must be an integer in [1, 1000000], got True"),
         ({"half_open_calls": 0}, "half_open_calls must be an integer >= 1, got 0"),
-        ({"open_duration": -5}, "open_duration must be a finite number of seconds >= 0, got -5"),
+        ({"open_duration": -5}, "open_duration must be a finite number of seconds > 0, got -5"),
+        ({"open_duration": 0}, "open_duration must be a finite number of seconds > 0, got 0"),
+        (
+            {"open_duration": lambda n: 0.0},
+            "open_duration(1) must be a finite number of seconds > 0",
+        ),
+        ({"slow_call_duration": 0}, "slow_call_duration must be a finite number of seconds > 0"),
+        ({"shadow": "yes"}, "shadow must be true or false, got 'yes'"),
+        ({"shadow": 1}, "shadow must be true or false, got 1"),
         ({"open_duration": float("inf")}, "open_duration must be a finite number"),
         ({"open_duration": lambda n: -1.0}, "open_duration(1) must be a finite number"),
         ({"open_duration": lambda n: 1 / 0}, "open_duration(1) raised ZeroDivisionError"),
@@ -57,9 +67,14 @@ def test_name_must_be_a_non_empty_string(name: Any) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: CountWindow(0), "window.size must be an integer >= 1, got 0"),
+        (lambda: CountWindow(0), "window.size must be an integer in [1, 1000000], got 0"),
+        (lambda: CountWindow(10**30), "window.size must be an integer in [1, 1000000]"),
         (lambda: TimeWindow(0), "window.seconds must be a finite number of seconds > 0, got 0"),
-        (lambda: TimeWindow(10, buckets=0), "window.buckets must be an integer >= 1, got 0"),
+        (
+            lambda: TimeWindow(10, buckets=0),
+            "window.buckets must be an integer in [1, 10000], got 0",
+        ),
+        (lambda: TimeWindow(10, buckets=10**9), "window.buckets must be an integer in [1, 10000]"),
     ],
 )
 def test_bad_windows(make: Any, message: str) -> None:

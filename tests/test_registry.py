@@ -386,3 +386,146 @@ def test_a_stale_fallback_from_config_ages_on_the_registry_clock() -> None:
     clock.advance(31)  # 61 s old on the registry's clock: too old to serve
     with pytest.raises(DependencyUnavailable):
         prices.call_sync(read)
+
+
+# -- the outsider's configuration holes (issue 19): each a ConfigError naming its path --------
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"dependencies": {"p": {"bulkhead": {}}}},
+            "dependencies.p.bulkhead.max_concurrent: required",
+        ),
+        (
+            {"dependencies": {"p": {"retry": {"backoff": {"initial": 0.1}}}}},
+            "dependencies.p.retry.backoff.maximum: required for kind 'exponential' (the default)",
+        ),
+        (
+            {"dependencies": {"p": {"retry": {"backoff": {"kind": "linear", "initial": 0.1}}}}},
+            "dependencies.p.retry.backoff.step: required for kind 'linear'",
+        ),
+        (
+            {"dependencies": {"p": {"retry": {"backoff": {"kind": "constant"}}}}},
+            "dependencies.p.retry.backoff.delay: required for kind 'constant'",
+        ),
+        (
+            {
+                "dependencies": {
+                    "p": {"retry": {"backoff": {"kind": "constant", "delay": 1, "multiplier": 2}}}
+                }
+            },
+            "dependencies.p.retry.backoff.multiplier: not a setting of kind 'constant'",
+        ),
+        (
+            {"dependencies": {"p": {"breaker": {"shadow": "yes"}}}},
+            "dependencies.p.breaker: shadow must be true or false, got 'yes'",
+        ),
+        (
+            {"configs": {"unused": {"retry": {"attemps": 3}}}, "dependencies": {}},
+            "configs.unused.retry.attemps: unknown key",
+        ),
+        (
+            {"configs": {"unused": {"timout": 3}}},
+            "configs.unused.timout: unknown key",
+        ),
+        (
+            {"configs": {"unused": {"base": "other"}}},
+            "configs.unused.base: unknown key",
+        ),
+        (
+            {"configs": {"unused": {"breaker": {"window": {"sise": 3}}}}},
+            "configs.unused.breaker.window.sise: unknown key",
+        ),
+        (
+            {"configs": {"unused": 3}},
+            "configs.unused: must be a table, got 3",
+        ),
+        ({"defaults": {"timout": 3}}, "defaults.timout: unknown key"),
+        ({"defaults": {"base": "x"}}, "defaults.base: unknown key"),
+        (
+            {"defaults": {"bulkhead": {"max_concurent": 3}}},
+            "defaults.bulkhead.max_concurent: unknown key",
+        ),
+        ({"defaults": {"retry": 3}}, "defaults.retry: must be a table or false, got 3"),
+        (
+            {"dependencies": {"p": {"criticality": "degradable", "fallback": {"kind": "value"}}}},
+            "dependencies.p.fallback.value: required for kind 'value'",
+        ),
+        (
+            {"dependencies": {"p": {"criticality": "degradable", "fallback": {"kind": "stale"}}}},
+            "dependencies.p.fallback.max_stale: required for kind 'stale'",
+        ),
+        (
+            {
+                "dependencies": {
+                    "p": {
+                        "criticality": "degradable",
+                        "fallback": {"kind": "value", "value": 1, "max_stale": 3},
+                    }
+                }
+            },
+            "dependencies.p.fallback.max_stale: not a setting of kind 'value'",
+        ),
+        (
+            {
+                "request_deadline": 25,
+                "dependencies": {
+                    "p": {"timeout": 5, "bulkhead": {"max_concurrent": 5, "max_wait": 1e6}}
+                },
+            },
+            "dependencies.p.bulkhead.max_wait: 1e+06s is longer than the request deadline of 25s",
+        ),
+        (
+            {
+                "request_deadline": 25,
+                "dependencies": {"p": {"timeout": 5, "retry": {"attempts": 3, "max_elapsed": 1e9}}},
+            },
+            "dependencies.p.retry.max_elapsed: 1e+09s is longer than the request deadline of 25s",
+        ),
+        (
+            {"dependencies": {"p": {"breaker": {"open_duration": 0}}}},
+            "dependencies.p.breaker: open_duration must be a finite number of seconds > 0, got 0",
+        ),
+        (
+            {"dependencies": {"p": {"breaker": {"slow_call_duration": 0}}}},
+            "dependencies.p.breaker: slow_call_duration must be a finite number of seconds > 0",
+        ),
+        (
+            {"dependencies": {"p": {"breaker": {"minimum_calls": 10**30}}}},
+            "dependencies.p.breaker: minimum_calls must be an integer in [1, 1000000]",
+        ),
+        (
+            {"dependencies": {"p": {"breaker": {"window": {"size": 10**30}}}}},
+            "window.size must be an integer in [1, 1000000]",
+        ),
+    ],
+)
+def test_every_hole_an_outsider_found_is_a_config_error(
+    config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(config)
+    assert message in str(info.value)
+
+
+def test_a_registry_of_things_that_are_not_dependencies_names_them() -> None:
+    with pytest.raises(ConfigError, match=r"dependencies\[1\]: must be a Dependency, got 5"):
+        Registry([Dependency("a", listeners=Listeners()), 5])  # type: ignore[list-item]
+
+
+def test_settings_that_can_never_act_within_the_deadline_are_reported_in_code_too() -> None:
+    """Built in code, the same check: a max_elapsed no request lives to see."""
+    dep = Dependency(
+        "p",
+        timeout=1.0,
+        retry=Retry(attempts=2, max_elapsed=60.0, listeners=Listeners()),
+        listeners=Listeners(),
+    )
+    registry = Registry([dep], request_deadline=25.0, strict=False)
+    assert [(p.dependency, p.setting) for p in registry.problems] == [("p", "retry.max_elapsed")]
+    with pytest.raises(ConfigError, match=r"dependencies.p.retry.max_elapsed: 60s is longer"):
+        Registry([dep], request_deadline=25.0)
+    # Within the deadline it acts (or could): no problem.
+    assert Registry([dep], request_deadline=61.0).problems == []

@@ -12,7 +12,16 @@ from datetime import timedelta
 
 from seawall.errors import ConfigError
 
-__all__ = ["at_least", "duration", "fail_if", "in_range", "is_number", "seconds"]
+__all__ = [
+    "at_least",
+    "boolean",
+    "duration",
+    "fail_if",
+    "in_range",
+    "integer_in",
+    "is_number",
+    "seconds",
+]
 
 
 def is_number(value: object) -> bool:
@@ -50,6 +59,29 @@ def at_least(field: str, value: object, low: int) -> list[str]:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         return [f"{field} must be an integer >= {low}, got {value!r}"]
     return []
+
+
+def integer_in(field: str, value: object, low: int, high: int) -> list[str]:
+    """Check that ``value`` is an ``int`` (not a ``bool``) and ``low <= value <= high``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        return [f"{field} must be an integer in [{low}, {high}], got {_short(value)}"]
+    return []
+
+
+def boolean(field: str, value: object) -> list[str]:
+    """Check that ``value`` is ``True`` or ``False`` (``"yes"`` and ``1`` are not)."""
+    if not isinstance(value, bool):
+        return [f"{field} must be true or false, got {_short(value)}"]
+    return []
+
+
+_SHORT = 60  # characters of a bad value a message repeats
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, cut short: a message must not repeat a huge input."""
+    text = repr(value)
+    return text if len(text) <= _SHORT else f"{text[: _SHORT - 3]}..."
 
 
 def duration(field: str, value: object, *, allow_zero: bool = True) -> list[str]:

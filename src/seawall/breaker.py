@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_SLOW_CALL_DURATION",
     "DEFAULT_SLOW_CALL_RATE_THRESHOLD",
     "DEFAULT_WINDOW",
+    "MAX_MINIMUM_CALLS",
     "BreakerConfig",
     "BreakerMetrics",
     "CircuitBreaker",
@@ -66,6 +67,9 @@ DEFAULT_MINIMUM_CALLS = 20
 """Calls the window must hold before any decision, by default."""
 DEFAULT_OPEN_DURATION = 30.0
 """Seconds an open circuit rejects before probing, by default."""
+MAX_MINIMUM_CALLS = 1_000_000
+"""The largest ``minimum_calls``: a breaker waiting for more calls than this before
+its first decision would, at any real rate, never protect anything."""
 DEFAULT_HALF_OPEN_CALLS = 2
 """Probes admitted at once in HALF_OPEN, by default; all must succeed."""
 
@@ -101,9 +105,10 @@ class BreakerConfig:
             *_validate.in_range(
                 "slow_call_rate_threshold", self.slow_call_rate_threshold, 0, 1, low_open=True
             ),
-            *_validate.duration("slow_call_duration", self.slow_call_duration),
-            *_validate.at_least("minimum_calls", self.minimum_calls, 1),
+            *_validate.duration("slow_call_duration", self.slow_call_duration, allow_zero=False),
+            *_validate.integer_in("minimum_calls", self.minimum_calls, 1, MAX_MINIMUM_CALLS),
             *_validate.at_least("half_open_calls", self.half_open_calls, 1),
+            *_validate.boolean("shadow", self.shadow),
         ]
         window: object = self.window  # typed, but callers may not be
         if not isinstance(window, (CountWindow, TimeWindow)):
@@ -111,7 +116,7 @@ class BreakerConfig:
         if callable(self.open_duration):
             errors += _check_open_duration_fn(self.open_duration)
         else:
-            errors += _validate.duration("open_duration", self.open_duration)
+            errors += _validate.duration("open_duration", self.open_duration, allow_zero=False)
         if self.half_open_max_wait is not None:
             errors += _validate.duration(
                 "half_open_max_wait", self.half_open_max_wait, allow_zero=False
@@ -129,7 +134,7 @@ def _check_open_duration_fn(fn: Callable[[int], float]) -> list[str]:
         first = fn(1)
     except Exception as exc:
         return [f"open_duration(1) raised {exc!r}"]
-    return _validate.duration("open_duration(1)", first)
+    return _validate.duration("open_duration(1)", first, allow_zero=False)
 
 
 def _check_exceptions(name: str, spec: object, *, allow_empty: bool) -> list[str]:
@@ -151,12 +156,15 @@ class CircuitBreaker:
             window reaches this, in (0, 1]. Default 0.5.
         slow_call_rate_threshold: Open when the share of slow calls reaches
             this, in (0, 1]. The default 1.0 means slow calls never open it.
-        slow_call_duration: A call taking longer than this many seconds is slow.
+        slow_call_duration: A call taking longer than this many seconds is
+            slow (> 0: at zero every call would be).
         window: Which calls the rates are computed over:
             ``CountWindow(size)`` or ``TimeWindow(seconds, buckets)``.
         minimum_calls: No decision until the window holds this many calls
-            (for a count window smaller than this, until it is full).
-        open_duration: Seconds to stay OPEN before probing; or a callable given
+            (for a count window smaller than this, until it is full), from 1
+            to :data:`MAX_MINIMUM_CALLS`.
+        open_duration: Seconds to stay OPEN before probing (> 0: a circuit
+            that probes at once never rests its dependency); or a callable given
             the number of consecutive openings (1, 2, ...) that returns them, for
             a growing back-off such as ``lambda n: min(30 * 2 ** (n - 1), 600)``.
         half_open_calls: Probes admitted at once in HALF_OPEN; all must succeed
@@ -168,7 +176,7 @@ class CircuitBreaker:
             a predicate. Others count as successes. Default: every ``Exception``.
         ignore: Exceptions that count as neither success nor failure. When
             ``ignore`` and ``record`` both match, ``ignore`` wins.
-        shadow: Compute every decision and emit it (``StateChanged`` and
+        shadow: ``True`` or ``False``: compute every decision and emit it (``StateChanged`` and
             ``CallRejected`` events with ``shadow=True``) but never reject a
             call: tune thresholds on real traffic before enforcing them.
         clock: Time source; defaults to the real monotonic clock.

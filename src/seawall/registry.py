@@ -38,11 +38,20 @@ not a silently ignored setting.
 default ``bulkhead`` needs ``bulkhead = false`` beside it. ``throttle`` is a
 :class:`~seawall.throttle.Throttle`.
 
+Each kind of table says what it needs: a ``bulkhead`` its ``max_concurrent``,
+a ``backoff`` the settings of its ``kind`` (``exponential``, the default:
+``initial`` and ``maximum``; ``linear``: ``initial``, ``step`` and ``maximum``;
+``constant``: ``delay``) and no other kind's, a ``fallback`` its ``value`` or
+its ``max_stale``. ``defaults`` and every table of ``configs`` are checked for
+unknown keys too, whether or not a dependency uses them.
+
 The registry also checks the *timeout hierarchy*: a dependency whose worst case
 -- every attempt timing out, with the longest backoff between them -- cannot
 fit in the service's ``request_deadline`` is reported when it is loaded, naming
 both numbers. Such a dependency would only ever fail by the request's deadline
-rather than its own timeout, and its retries would be wasted.
+rather than its own timeout, and its retries would be wasted. So is a retry's
+``max_elapsed`` or a bulkhead's ``max_wait`` longer than the request deadline:
+no request lives long enough for either to act.
 
 .. versionadded:: 0.1
 """
@@ -94,6 +103,15 @@ _DEP_KEYS = {
 }
 _RETRY_KEYS = {"attempts", "backoff", "max_elapsed", "respect_retry_after", "budget"}
 _BACKOFF_KEYS = {"kind", "initial", "maximum", "step", "multiplier", "jitter", "delay"}
+#: Each backoff kind's settings, and those of them it cannot do without.
+_BACKOFF_KINDS: dict[str, tuple[set[str], tuple[str, ...]]] = {
+    "constant": ({"kind", "delay", "initial"}, ("delay",)),
+    "linear": ({"kind", "initial", "step", "maximum"}, ("initial", "step", "maximum")),
+    "exponential": (
+        {"kind", "initial", "maximum", "multiplier", "jitter"},
+        ("initial", "maximum"),
+    ),
+}
 _BUDGET_KEYS = {"ratio", "min_per_second"}
 _BREAKER_KEYS = {
     "failure_rate_threshold",
@@ -109,6 +127,8 @@ _BREAKER_KEYS = {
 _WINDOW_KEYS = {"kind", "size", "seconds", "buckets"}
 _BULKHEAD_KEYS = {"max_concurrent", "max_wait", "kind"}
 _FALLBACK_KEYS = {"kind", "value", "max_stale"}
+#: Each fallback kind's one setting, which it needs.
+_FALLBACK_KINDS = {"value": ("value",), "stale": ("max_stale",)}
 _LIMIT_KEYS = {
     "algorithm",
     "initial",
@@ -140,6 +160,10 @@ class BudgetProblem:
         backoff: The longest total of the delays between attempts, in seconds.
         max_elapsed: The retry's ``max_elapsed`` when it is what bounds the
             worst case (then ``worst_case`` is it plus one attempt), else ``None``.
+        setting: For a setting that can never act within the deadline
+            (``"retry.max_elapsed"`` or ``"bulkhead.max_wait"`` longer than the
+            request deadline), its name; ``worst_case`` is then its value.
+            ``None`` for a worst case that does not fit.
     """
 
     dependency: str
@@ -149,8 +173,15 @@ class BudgetProblem:
     timeout: float
     backoff: float
     max_elapsed: float | None = None
+    setting: str | None = None
 
     def __str__(self) -> str:
+        if self.setting is not None:
+            return (
+                f"dependencies.{self.dependency}.{self.setting}: {self.worst_case:.3g}s is "
+                f"longer than the request deadline of {self.request_deadline:.3g}s; no request "
+                "waits that long, so the setting can never act (lower it, or leave it out)"
+            )
         if self.max_elapsed is not None:
             how = (
                 f"retries until max_elapsed {self.max_elapsed:.3g}s, then one more "
@@ -197,7 +228,11 @@ class Registry:
             )
         self.request_deadline = request_deadline
         self._deps: dict[str, Dependency] = {}
-        for dep in dependencies:
+        for index, dep in enumerate(dependencies):
+            item: object = dep  # typed, but callers may not be
+            if not isinstance(item, Dependency):
+                wrong = f"dependencies[{index}]: must be a Dependency, got {item!r:.60}"
+                _validate.fail_if([wrong])
             if dep.name in self._deps:
                 _validate.fail_if([f"dependency {dep.name!r} is registered twice"])
             self._deps[dep.name] = dep
@@ -234,15 +269,23 @@ class Registry:
         a downstream's ``Retry-After`` may stretch a delay up to the backoff's
         maximum, and that is bounded at run time instead: a retry whose next
         delay would end past the ambient deadline gives up at once.
+
+        Also reported: a retry's ``max_elapsed`` or a bulkhead's ``max_wait``
+        longer than the request deadline (:attr:`BudgetProblem.setting`). No
+        request lives that long, so the setting never acts, and a reader of the
+        configuration would believe it does.
         """
         limit = self.request_deadline
         if limit is None:
             return []
         problems = []
         for dep in self._deps.values():
+            if dep.config.criticality is Criticality.BACKGROUND:
+                continue  # nothing a request waits for
+            problems += _settings_past(dep, limit)
             timeout = dep.config.timeout
-            if timeout is None or dep.config.criticality is Criticality.BACKGROUND:
-                continue  # nothing to add up, or nothing a request waits for
+            if timeout is None:
+                continue  # nothing to add up
             retry = dep.config.retry
             attempts = 1 if retry is None else retry.config.attempts
             backoff = 0.0 if retry is None else retry.config.backoff.longest(attempts - 1)
@@ -299,6 +342,14 @@ class Registry:
         defaults = _table(config, "defaults", "", errors)
         configs = _table(config, "configs", "", errors)
         deps = _table(config, "dependencies", "", errors)
+        # Checked whether or not a dependency uses them: a misspelt key in a
+        # shared layer is as silent as one in a dependency's own table.
+        _shape("defaults", defaults, errors, allow_base=False)
+        for key, layer in configs.items():
+            if isinstance(layer, Mapping):
+                _shape(f"configs.{key}", layer, errors, allow_base=False)
+            else:
+                errors.append(f"configs.{key}: must be a table, got {layer!r:.60}")
         _validate.fail_if(errors)
         build = _Builder(fallbacks or {}, outboxes or {}, clock, listeners)
         built = []
@@ -417,6 +468,8 @@ class _Builder:
         errors: list[str] = []
         _unknown(path, table, _BULKHEAD_KEYS, errors)
         _validate.fail_if(errors)
+        _require(path, table, ("max_concurrent",), errors)
+        _validate.fail_if(errors)
         options = dict(table)
         kind = options.pop("kind", "async")
         if kind not in ("async", "thread"):
@@ -454,6 +507,10 @@ class _Builder:
         _unknown(path, table, _FALLBACK_KEYS, errors)
         _validate.fail_if(errors)
         kind = table.get("kind")
+        if kind in _FALLBACK_KINDS:
+            _only(path, table, kind, _FALLBACK_KINDS[kind], errors)
+            _require(path, table, _FALLBACK_KINDS[kind], errors, kind=kind)
+            _validate.fail_if(errors)
         if kind == "value":
             # Each dependency gets its own copy: a shared mutable default would
             # let one caller's change show in every later degraded answer.
@@ -461,7 +518,7 @@ class _Builder:
         if kind == "stale":
             # Ages are read on the registry's clock, like every other policy's time.
             store = MemoryStaleStore(clock=self.clock)
-            return Fallback.stale(table.get("max_stale", 0), store=store)
+            return Fallback.stale(table["max_stale"], store=store)
         raise ConfigError(
             f"kind must be 'value' or 'stale' (pass Fallback.call in code), got {kind!r}"
         )
@@ -475,16 +532,19 @@ def _backoff(table: object, path: str) -> Backoff:
     _validate.fail_if(errors)
     options = dict(table)
     kind = options.pop("kind", "exponential")
-    try:
-        if kind == "constant":
-            return Backoff.constant(options.pop("delay", options.pop("initial", 0.0)))
-        if kind == "linear":
-            return Backoff.linear(**options)
-        if kind == "exponential":
-            return Backoff.exponential(**options)
-    except TypeError as exc:
-        raise ConfigError(f"backoff: {exc}") from None
-    raise ConfigError(f"backoff.kind must be constant, linear or exponential, got {kind!r}")
+    if kind not in _BACKOFF_KINDS:
+        raise ConfigError(f"backoff.kind must be constant, linear or exponential, got {kind!r}")
+    allowed, required = _BACKOFF_KINDS[kind]
+    _only(path, table, kind, allowed, errors)
+    if kind == "constant" and "initial" in options:
+        options.setdefault("delay", options.pop("initial"))  # the older spelling
+    _require(path, options, required, errors, kind=kind, implied="kind" not in table)
+    _validate.fail_if(errors)
+    if kind == "constant":
+        return Backoff.constant(options["delay"])
+    if kind == "linear":
+        return Backoff.linear(**options)
+    return Backoff.exponential(**options)
 
 
 def _window(table: object, path: str) -> CountWindow | TimeWindow:
@@ -554,6 +614,87 @@ def _unknown(path: str, table: Mapping[str, Any], allowed: set[str], errors: lis
         for key in table
         if key not in allowed
     )
+
+
+#: The tables a policy key holds, and the tables nested in them.
+_SHAPES: dict[str, tuple[set[str], dict[str, set[str]]]] = {
+    "retry": (_RETRY_KEYS, {"backoff": _BACKOFF_KEYS, "budget": _BUDGET_KEYS}),
+    "breaker": (_BREAKER_KEYS, {"window": _WINDOW_KEYS}),
+    "bulkhead": (_BULKHEAD_KEYS, {}),
+    "limit": (_LIMIT_KEYS, {"window": _LIMIT_WINDOW_KEYS}),
+    "throttle": (_THROTTLE_KEYS, {}),
+    "fallback": (_FALLBACK_KEYS, {}),
+}
+
+
+def _shape(path: str, layer: Mapping[str, Any], errors: list[str], *, allow_base: bool) -> None:
+    """Check a layer's keys, and its tables' keys, without building anything.
+
+    ``defaults`` and ``configs`` hold parts of dependencies (a bulkhead's
+    ``max_wait`` without its size), so only their keys can be checked until a
+    dependency merges them; the values are checked then, with the rest.
+    """
+    _unknown(path, layer, _DEP_KEYS if allow_base else _DEP_KEYS - {"base"}, errors)
+    for key, (allowed, nested) in _SHAPES.items():
+        sub = layer.get(key)
+        if sub is None or sub is False:
+            continue
+        if not isinstance(sub, Mapping):
+            errors.append(f"{path}.{key}: must be a table or false, got {sub!r:.60}")
+            continue
+        _unknown(f"{path}.{key}", sub, allowed, errors)
+        for inner, inner_allowed in nested.items():
+            table = sub.get(inner)
+            if isinstance(table, Mapping):
+                _unknown(f"{path}.{key}.{inner}", table, inner_allowed, errors)
+
+
+def _require(
+    path: str,
+    table: Mapping[str, Any],
+    names: Iterable[str],
+    errors: list[str],
+    *,
+    kind: str | None = None,
+    implied: bool = False,
+) -> None:
+    """Report each of ``names`` missing from ``table``, by its path.
+
+    ``kind`` is the kind that needs them; ``implied`` when the table did not
+    say it and got the default, which the message then says.
+    """
+    which = "" if kind is None else f" for kind '{kind}'"
+    if implied:
+        which += " (the default)"
+    errors.extend(f"{path}.{name}: required{which}" for name in names if name not in table)
+
+
+def _only(
+    path: str, table: Mapping[str, Any], kind: str, allowed: Iterable[str], errors: list[str]
+) -> None:
+    """Report each key of ``table`` that another kind takes but ``kind`` does not."""
+    keep = {"kind", *allowed}
+    errors.extend(
+        f"{path}.{key}: not a setting of kind '{kind}' (its settings: {sorted(keep - {'kind'})})"
+        for key in table
+        if key not in keep
+    )
+
+
+def _settings_past(dep: Dependency, limit: float) -> list[BudgetProblem]:
+    """Return the ``max_elapsed`` or bulkhead ``max_wait`` no request lives to see."""
+    found = []
+    retry, bulkhead = dep.config.retry, dep.config.bulkhead
+    elapsed = None if retry is None else retry.config.max_elapsed
+    wait = bulkhead.config.max_wait if isinstance(bulkhead, (Bulkhead, ThreadBulkhead)) else None
+    attempts = 1 if retry is None else retry.config.attempts
+    timeout = dep.config.timeout or 0.0
+    for setting, value in (("retry.max_elapsed", elapsed), ("bulkhead.max_wait", wait)):
+        if value is not None and value > limit:
+            found.append(
+                BudgetProblem(dep.name, value, limit, attempts, timeout, 0.0, setting=setting)
+            )
+    return found
 
 
 def _prefix(path: str, exc: ConfigError) -> str:

@@ -27,6 +27,8 @@ from seawall import _validate
 
 __all__ = [
     "FAILURE",
+    "MAX_BUCKETS",
+    "MAX_WINDOW_SIZE",
     "SLOW",
     "SUCCESS",
     "CountRing",
@@ -36,6 +38,12 @@ __all__ = [
     "TimeWindow",
     "WindowState",
 ]
+
+MAX_WINDOW_SIZE = 1_000_000
+"""The most calls a :class:`CountWindow` holds: a window that long never forgets a
+failure in practice, and a larger one is a typing slip rather than a design."""
+MAX_BUCKETS = 10_000
+"""The most slices of a :class:`TimeWindow`: each slice is memory held from the start."""
 
 SUCCESS = 0
 """Outcome code of a call that succeeded in time."""
@@ -80,13 +88,13 @@ class CountWindow:
     """A window over the last ``size`` calls.
 
     Args:
-        size: How many of the most recent calls to keep (>= 1).
+        size: How many of the most recent calls to keep (1 to :data:`MAX_WINDOW_SIZE`).
     """
 
     size: int
 
     def __post_init__(self) -> None:
-        _validate.fail_if(_validate.at_least("window.size", self.size, 1))
+        _validate.fail_if(_validate.integer_in("window.size", self.size, 1, MAX_WINDOW_SIZE))
 
     def build(self) -> CountRing:
         """Return fresh, empty state for this window."""
@@ -103,8 +111,9 @@ class TimeWindow:
 
     Args:
         seconds: The window's length (> 0).
-        buckets: How many slices it is counted in (>= 1). More slices: a
-            smoother window and a little more memory; the per-call cost is the same.
+        buckets: How many slices it is counted in (1 to :data:`MAX_BUCKETS`).
+            More slices: a smoother window and a little more memory; the
+            per-call cost is the same.
     """
 
     seconds: float
@@ -114,7 +123,7 @@ class TimeWindow:
         _validate.fail_if(
             [
                 *_validate.duration("window.seconds", self.seconds, allow_zero=False),
-                *_validate.at_least("window.buckets", self.buckets, 1),
+                *_validate.integer_in("window.buckets", self.buckets, 1, MAX_BUCKETS),
             ]
         )
 
