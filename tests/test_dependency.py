@@ -236,11 +236,11 @@ def test_the_ambient_deadline_bounds_a_call_without_timeout() -> None:
 
     async def main() -> None:
         async with asyncio.timeout(5):
-            with deadline(0.02), pytest.raises(DependencyUnavailable) as info:
+            with deadline(0.02), pytest.raises(DeadlineExceeded) as info:
                 # Set, not enforced, by the caller (as a middleware would):
-                # the dependency's attempt enforces it.
+                # the dependency's attempt enforces it, and says whose time ran out.
                 await dep.call(hang)
-            assert isinstance(info.value.cause, DeadlineExceeded)
+            assert info.value.name == "pay"
             with pytest.raises(DeadlineExceeded) as outer:
                 async with deadline(0.02, name="request"):
                     # Enforced by the caller too: the caller's scope ends first
@@ -266,9 +266,8 @@ def test_sync_calls_get_their_timeout_as_the_ambient_deadline() -> None:
 def test_sync_call_past_the_deadline_is_not_started() -> None:
     fn = Flaky()
     dep = Dependency("db", listeners=Listeners())
-    with deadline(0.0), pytest.raises(DependencyUnavailable) as info:
+    with deadline(0.0), pytest.raises(DeadlineExceeded):
         dep.call_sync(fn)
-    assert isinstance(info.value.cause, DeadlineExceeded)
     assert fn.calls == 0
 
 
@@ -760,9 +759,8 @@ def test_a_spent_deadline_starts_nothing_and_spares_the_breaker() -> None:
         calls += 1
 
     async def main() -> None:
-        with deadline(0.0), pytest.raises(DependencyUnavailable) as info:
+        with deadline(0.0), pytest.raises(DeadlineExceeded):
             await dep.call(fn)
-        assert isinstance(info.value.cause, DeadlineExceeded)
 
     run(main())
     assert calls == 0
@@ -779,7 +777,7 @@ def test_expiry_counts_against_the_breaker_only_when_its_own_timeout_bound() -> 
 
     async def main() -> None:
         async with asyncio.timeout(5):
-            with deadline(0.01), pytest.raises(DependencyUnavailable):
+            with deadline(0.01), pytest.raises(DeadlineExceeded):
                 await dep.call(hang)  # the caller's 10 ms bound, not our 20 ms
             assert b.metrics.calls == 0
             with pytest.raises(DependencyUnavailable):
@@ -881,3 +879,49 @@ def test_an_attempt_whose_time_went_on_waiting_for_a_permit_is_not_started() -> 
     assert started == []
     assert (b.metrics.calls, b.metrics.failures) == (1, 0)
     assert bulkhead.in_use == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("budget", [0.0, 0.0001])
+def test_a_deadline_the_caller_spent_is_not_the_dependency_being_unavailable(
+    mode: str, budget: float
+) -> None:
+    """A caller's tiny deadline ends as DeadlineExceeded (a 504), never a 503 naming the dependency.
+
+    Retried or not, with a breaker or not: the breaker is not told, and a
+    degradable dependency still answers from its fallback.
+    """
+    b = CircuitBreaker("prices", window=CountWindow(10), minimum_calls=1, listeners=Listeners())
+    critical = Dependency(
+        "prices",
+        timeout=5.0,
+        breaker=b,
+        retry=Retry(attempts=2, backoff=Backoff.constant(0.0), listeners=Listeners()),
+        listeners=Listeners(),
+    )
+    degradable = Dependency(
+        "recs",
+        criticality=Criticality.DEGRADABLE,
+        timeout=5.0,
+        fallback=Fallback.value(["popular"]),
+        listeners=Listeners(),
+    )
+    fn = Flaky(answer=1)
+
+    def call(dep: Dependency) -> Any:
+        if mode == "sync":
+            return dep.call_sync(fn)
+
+        async def main() -> Any:
+            await asyncio.sleep(0.001)  # past a 0.1 ms budget before the call starts
+            return await dep.call(fn.async_)
+
+        return run(main())
+
+    with deadline(budget):
+        time.sleep(0.001)
+        with pytest.raises(DeadlineExceeded):
+            call(critical)
+        assert call(degradable) == ["popular"]
+    assert fn.calls == 0
+    assert b.metrics.calls == 0

@@ -33,6 +33,13 @@ accepts (by default :data:`~seawall.retry.transient`: connection errors and
 bug -- propagates unchanged: it is an answer or a defect, not an outage, and
 hiding it behind a fallback would hide the defect.
 
+A call that ends because the *caller's* deadline ran out (the ambient one,
+:func:`seawall.deadline`, has passed) raises the
+:class:`~seawall.errors.DeadlineExceeded` itself, not ``DependencyUnavailable``:
+a budget the caller spent says nothing about the dependency (its breaker is
+not told either), and the answer is a 504, not a 503 that names it. A
+DEGRADABLE dependency's fallback still answers: it costs no time.
+
 .. versionadded:: 0.1
 """
 
@@ -471,6 +478,8 @@ class Dependency:
             raise exc
         if self._fallback is None:
             self._completed(started, _outcome(exc))
+            if _caller_ran_out(exc):
+                raise exc
             raise self._unavailable_error(exc) from exc
         try:
             answer = await self._fall_back_async(exc, fn, args, kwargs)
@@ -792,19 +801,7 @@ class Dependency:
                 else:
                     result = self._retry.call(self._attempt_sync, fn, args, kwargs)
             except Exception as exc:
-                if not self._unavailable(exc):
-                    self._completed(started, "failure")
-                    raise
-                if self._fallback is None:
-                    self._completed(started, _outcome(exc))
-                    raise self._unavailable_error(exc) from exc
-                try:
-                    answer = self._fall_back_sync(exc, fn, args, kwargs)
-                except BaseException:
-                    self._completed(started, _outcome(exc))  # as the async path
-                    raise
-                self._completed(started, "fallback")
-                return answer
+                return self._answer_failure_sync(exc, started, fn, args, kwargs)
             stale = self._stale
             if stale is not None:
                 _remember_sync(stale, fn, args, kwargs, result)
@@ -813,6 +810,31 @@ class Dependency:
         finally:
             if waits is not None:
                 waits.leave(self._now())
+
+    def _answer_failure_sync(
+        self,
+        exc: Exception,
+        started: float | None,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, Degraded | None]:
+        """:meth:`_answer_failure` for the sync path."""
+        if not self._unavailable(exc):
+            self._completed(started, "failure")
+            raise exc
+        if self._fallback is None:
+            self._completed(started, _outcome(exc))
+            if _caller_ran_out(exc):
+                raise exc
+            raise self._unavailable_error(exc) from exc
+        try:
+            answer = self._fall_back_sync(exc, fn, args, kwargs)
+        except BaseException:
+            self._completed(started, _outcome(exc))  # as the async path
+            raise
+        self._completed(started, "fallback")
+        return answer
 
     def _attempt_sync(
         self,
@@ -1048,6 +1070,21 @@ def _named(retry: Retry, name: str) -> Retry:
         listeners=retry._listeners,
         random=retry._random,
     )
+
+
+def _caller_ran_out(exc: Exception) -> bool:
+    """Whether ``exc`` is the caller's deadline running out, not the dependency failing.
+
+    Then the caller is told so (a ``DeadlineExceeded``: an HTTP 504), never
+    that the dependency is unavailable (a 503 naming it, with a Retry-After
+    that would send the client elsewhere for a fault that is its own budget).
+    Called after the attempt's own scope closed, so the ambient deadline here
+    is the caller's.
+    """
+    if not isinstance(exc, DeadlineExceeded):
+        return False
+    when = current_deadline()
+    return when is not None and _monotonic() >= when
 
 
 def _admit(breaker: CircuitBreaker) -> int:
