@@ -465,6 +465,54 @@ def test_stale_key_function(clock: FakeClock) -> None:
     assert dep.call_sync(Flaky(ConnectionError()), Client(), 5) == "v1"
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_stale_fallback_keeps_only_the_results_worth_remembering(
+    mode: str, clock: FakeClock
+) -> None:
+    """A flood of "not found" answers must not evict the products a fallback will need."""
+    store = MemoryStaleStore(max_entries=3, clock=clock)
+    dep = Dependency(
+        "catalog",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.stale(60, store=store, remember=lambda found: found is not None),
+        clock=clock,
+        listeners=Listeners(),
+    )
+
+    def call(fn: Flaky, sku: str) -> Any:
+        if mode == "sync":
+            return dep.call_sync(fn, sku)
+        return run(dep.call(fn.async_, sku))
+
+    assert call(Flaky(answer={"sku": "a"}), "a") == {"sku": "a"}
+    for n in range(10):  # ids a client made up: answered, never stored
+        assert call(Flaky(answer=None), f"made-up-{n}") is None
+    assert len(store) == 1
+    assert call(Flaky(ConnectionError()), "a") == {"sku": "a"}  # still there to serve
+
+
+def test_a_remember_predicate_that_raises_stores_nothing_and_fails_nothing(
+    clock: FakeClock,
+) -> None:
+    store = MemoryStaleStore(clock=clock)
+
+    def broken(value: object) -> bool:
+        raise RuntimeError("bug in the predicate")
+
+    dep = Dependency(
+        "catalog",
+        criticality=Criticality.DEGRADABLE,
+        fallback=Fallback.stale(60, store=store, remember=broken),
+        clock=clock,
+        listeners=Listeners(),
+    )
+    assert dep.call_sync(Flaky(answer=1), "a") == 1
+    assert run(dep.call(Flaky(answer=2).async_, "b")) == 2
+    assert len(store) == 0
+    with pytest.raises(ConfigError, match="remember must be callable"):
+        Fallback.stale(60, remember=3)  # type: ignore[arg-type]
+
+
 # -- the seed example ---------------------------------------------------------------
 
 

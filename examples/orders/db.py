@@ -1,4 +1,4 @@
-"""Storage: products and orders, on SQLAlchemy (SQLite by default, or PostgreSQL).
+"""Storage: products, orders and idempotency keys, on SQLAlchemy (SQLite by default, or PostgreSQL).
 
 Timeouts are enforced by the database too, not only by abandoning the awaiting
 task: an abandoned query would keep running and holding its locks. Each
@@ -11,21 +11,25 @@ the busy timeout, which bounds the wait for a lock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
     Column,
     DateTime,
+    Float,
     Integer,
     MetaData,
     String,
     Table,
+    delete,
     func,
     insert,
     select,
     text,
+    update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 metadata = MetaData()
@@ -49,6 +53,19 @@ orders = Table(
     Column("charge_id", String(64), nullable=False),
     Column("reservation_id", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), server_default=func.now()),
+)
+
+# One row per Idempotency-Key a client sent: what its request was (a digest of
+# the validated body), and once it is answered, the answer. ``status`` is NULL
+# while the first request with the key is still being served.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("answer", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),  # Unix time: compared, never shown
 )
 
 CATALOGUE = [
@@ -126,11 +143,96 @@ async def read_prices(engine: AsyncEngine, ids: list[str], timeouts: Timeouts) -
         return {r.id: r.price_cents for r in rows}
 
 
-async def save_order(engine: AsyncEngine, order: dict[str, Any], timeouts: Timeouts) -> None:
-    """Store an order in one transaction, bounded by the write timeout in the database."""
+async def save_order(
+    engine: AsyncEngine,
+    order: dict[str, Any],
+    timeouts: Timeouts,
+    key: str | None = None,
+    answer: dict[str, Any] | None = None,
+) -> None:
+    """Store an order in one transaction, bounded by the write timeout in the database.
+
+    With an idempotency ``key``, its row records ``answer`` in the same
+    transaction: the order is stored if and only if the key's answer is, so a
+    client repeating the request gets this answer, never a second order.
+    """
     async with engine.begin() as conn:
         await _bound(conn, timeouts.write)
         await conn.execute(insert(orders), [order])
+        if key is not None:
+            await conn.execute(
+                update(idempotency_keys)
+                .where(idempotency_keys.c.key == key)
+                .values(status=201, answer=answer)
+            )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What an Idempotency-Key's row says about a request carrying it.
+
+    ``new``: this request is the first (or the key's earlier use expired, or
+    was abandoned): serve it. ``replay``: answered before; ``status`` and
+    ``answer`` are that answer. ``mismatch``: the key came with another body.
+    ``pending``: the first request with it is still being served.
+    """
+
+    kind: Literal["new", "replay", "mismatch", "pending"]
+    status: int | None = None
+    answer: dict[str, Any] | None = None
+
+
+async def claim_key(  # noqa: PLR0917 - one statement's inputs
+    engine: AsyncEngine,
+    key: str,
+    fingerprint: str,
+    now: float,
+    retention: float,
+    abandoned_after: float,
+    timeouts: Timeouts,
+) -> Claim:
+    """Claim ``key`` for a request whose body digest is ``fingerprint``, or say why not.
+
+    A row older than ``retention`` seconds is forgotten (the key may be used
+    again); one still pending after ``abandoned_after`` seconds belonged to a
+    request that can no longer be running (a crash between claim and answer),
+    and is taken over. Two requests claiming the same new key at once: the
+    database's primary key lets one insert, and the other sees it pending.
+    """
+    for _ in range(2):  # a second look after losing an insert race
+        try:
+            async with engine.begin() as conn:
+                await _bound(conn, timeouts.write)
+                table = idempotency_keys
+                row = (await conn.execute(select(table).where(table.c.key == key))).first()
+                if row is not None:
+                    expired = row.created_at < now - retention
+                    abandoned = row.status is None and row.created_at < now - abandoned_after
+                    if not (expired or abandoned):
+                        if row.fingerprint != fingerprint:
+                            return Claim("mismatch")
+                        if row.status is None:
+                            return Claim("pending")
+                        return Claim("replay", row.status, row.answer)
+                    await conn.execute(delete(table).where(table.c.key == key))
+                await conn.execute(
+                    insert(table), [{"key": key, "fingerprint": fingerprint, "created_at": now}]
+                )
+                return Claim("new")
+        except IntegrityError:
+            continue  # another request inserted it first (rolled back): look again
+    return Claim("pending")
+
+
+async def release_key(engine: AsyncEngine, key: str, timeouts: Timeouts) -> None:
+    """Forget a claimed key whose request ended without an order, so a retry may use it."""
+    async with engine.begin() as conn:
+        await _bound(conn, timeouts.write)
+        await conn.execute(
+            delete(idempotency_keys).where(
+                idempotency_keys.c.key == key, idempotency_keys.c.status.is_(None)
+            )
+        )
 
 
 async def count_orders(engine: AsyncEngine) -> int:

@@ -32,6 +32,10 @@ class ServiceBudgets:
     #: The service's own load shedding: ``limit`` (AdaptiveLimit options), ``routes``
     #: (route -> criticality name or priority), ``retry_after``; empty: none.
     shedding: Mapping[str, Any] = field(default_factory=dict)
+    #: The largest request body the service reads, in bytes (413 above it).
+    max_body: int = 65_536
+    #: How long an Idempotency-Key's answer is kept and replayed, in seconds.
+    idempotency_retention: float = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class Policies:
             readiness_ttl=float(readiness.pop("ttl")),
             readiness={name: float(seconds) for name, seconds in readiness.items()},
             shedding=dict(own.get("shedding", {})),
+            max_body=int(own.get("max_body", ServiceBudgets.max_body)),
+            idempotency_retention=float(
+                own.get("idempotency_retention", ServiceBudgets.idempotency_retention)
+            ),
         )
         return cls(config, service)
 

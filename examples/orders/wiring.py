@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -30,11 +31,11 @@ from seawall.chaos import Chaos
 from seawall.events import Listeners
 from seawall.fallback import Degraded
 from seawall.integrations._headers import DEADLINE_HEADER, format_deadline
-from seawall.integrations.checks import redis_check, sqlalchemy_check
+from seawall.integrations.checks import CheckFn, redis_check, sqlalchemy_check
 from seawall.integrations.httpx import resilient_client
 
 from . import db
-from .policies import Policies
+from .policies import Policies, ServiceBudgets
 from .settings import Settings
 
 #: Shown when personalised recommendations are unavailable: the generic best sellers.
@@ -71,7 +72,11 @@ class Wiring(Protocol):
     async def reserve(self, order_id: str, items: list[dict[str, Any]]) -> str: ...
     async def charge(self, order_id: str, cents: int) -> str: ...
     async def compensate(self, order_id: str, *kinds: str) -> None: ...
-    async def save_order(self, order: dict[str, Any]) -> None: ...
+    async def save_order(
+        self, order: dict[str, Any], key: str | None = None, answer: dict[str, Any] | None = None
+    ) -> None: ...
+    async def claim(self, key: str, fingerprint: str) -> db.Claim: ...
+    async def release(self, key: str) -> None: ...
     async def notify(self, event: dict[str, Any]) -> None: ...
     async def track(self, event: dict[str, Any]) -> None: ...
     async def product(self, product_id: str) -> tuple[dict[str, Any] | None, Degraded | None]: ...
@@ -159,8 +164,14 @@ class SeawallWiring:
             config,
             fallbacks={
                 "recommendations": Fallback.value(list(POPULAR)),
+                # Only products are worth keeping: a "not found" for an id a
+                # client made up, stored, would evict (from the memory cache) or
+                # crowd (in Redis) the products a failing database needs.
                 "db_read": Fallback.stale(
-                    max_stale, store=self.cache, key=lambda pid: f"product:{pid}"
+                    max_stale,
+                    store=self.cache,
+                    key=lambda pid: f"product:{pid}",
+                    remember=lambda product: product is not None,
                 ),
             },
             outboxes=self.outboxes,
@@ -212,13 +223,15 @@ class SeawallWiring:
                     self.store.share(dep.breaker)
             await self.store.start()
         readiness = budgets.readiness
-        checks = [Check("database", sqlalchemy_check(self.engine), timeout=readiness["database"])]
+        database = _through(self.db_faults["db_read"], sqlalchemy_check(self.engine))
+        checks = [Check("database", database, timeout=readiness["database"])]
         if self.redis is not None:
             checks.append(Check("cache", redis_check(self.redis), timeout=readiness["cache"]))
         # Readiness checks what is this instance's own to fix: a payment outage
         # (an open payment breaker) is the same at every replica, and taking
         # them all out of rotation would also stop the pages that still work.
         self.health = Health(checks, cache_ttl=budgets.readiness_ttl)
+        self.key_budgets = _key_budgets(budgets)
 
     async def close(self) -> None:
         """Deliver what can be delivered quickly; keep the rest on disk for the next start.
@@ -310,9 +323,36 @@ class SeawallWiring:
         for kind in kinds:
             await self.registry["compensations"].send_async(kind, {"order_id": order_id})
 
-    async def save_order(self, order: dict[str, Any]) -> None:
+    async def save_order(
+        self, order: dict[str, Any], key: str | None = None, answer: dict[str, Any] | None = None
+    ) -> None:
         await self.registry["db_write"].call(
-            self.db_faults["db_write"].call_async, db.save_order, self.engine, order, self.timeouts
+            self.db_faults["db_write"].call_async,
+            db.save_order,
+            self.engine,
+            order,
+            self.timeouts,
+            key,
+            answer,
+        )
+
+    async def claim(self, key: str, fingerprint: str) -> db.Claim:
+        retention, abandoned = self.key_budgets
+        return await self.registry["db_write"].call(
+            self.db_faults["db_write"].call_async,
+            db.claim_key,
+            self.engine,
+            key,
+            fingerprint,
+            time.time(),
+            retention,
+            abandoned,
+            self.timeouts,
+        )
+
+    async def release(self, key: str) -> None:
+        await self.registry["db_write"].call(
+            self.db_faults["db_write"].call_async, db.release_key, self.engine, key, self.timeouts
         )
 
     async def notify(self, event: dict[str, Any]) -> None:
@@ -391,10 +431,10 @@ class NaiveWiring:
         # One shared pool for every downstream, a 10 s timeout on everything.
         self.client = httpx.AsyncClient(timeout=10.0)
         budgets = policies.service
-        check = Check(
-            "database", sqlalchemy_check(self.engine), timeout=budgets.readiness["database"]
-        )
+        database = _through(self.db_faults["db_read"], sqlalchemy_check(self.engine))
+        check = Check("database", database, timeout=budgets.readiness["database"])
         self.health = Health([check], cache_ttl=budgets.readiness_ttl)
+        self.key_budgets = _key_budgets(budgets)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -437,10 +477,28 @@ class NaiveWiring:
             downstream, path = COMPENSATIONS[kind]
             await self._request("POST", downstream, path, json={"order_id": order_id})
 
-    async def save_order(self, order: dict[str, Any]) -> None:
+    async def save_order(
+        self, order: dict[str, Any], key: str | None = None, answer: dict[str, Any] | None = None
+    ) -> None:
         await self.db_faults["db_write"].call_async(
-            db.save_order, self.engine, order, self.timeouts
+            db.save_order, self.engine, order, self.timeouts, key, answer
         )
+
+    async def claim(self, key: str, fingerprint: str) -> db.Claim:
+        retention, abandoned = self.key_budgets
+        return await self.db_faults["db_write"].call_async(
+            db.claim_key,
+            self.engine,
+            key,
+            fingerprint,
+            time.time(),
+            retention,
+            abandoned,
+            self.timeouts,
+        )
+
+    async def release(self, key: str) -> None:
+        await self.db_faults["db_write"].call_async(db.release_key, self.engine, key, self.timeouts)
 
     async def notify(self, event: dict[str, Any]) -> None:
         # Inline: the customer waits for the notification service.
@@ -569,3 +627,29 @@ def _to_undo(
         for kind, task, path in parts
         if may_have_happened(_outcome(task), sent is None or path in sent)
     ]
+
+
+def _key_budgets(budgets: ServiceBudgets) -> tuple[float, float]:
+    """An idempotency key's retention, and when a claim still pending was abandoned.
+
+    No request runs longer than its deadline (and the second that undoes a
+    half-made order): a claim pending for twice that belongs to a process that
+    died between claiming and answering.
+    """
+    return budgets.idempotency_retention, 2 * (budgets.request_deadline + 1)
+
+
+def _through(chaos: Chaos, check: CheckFn) -> CheckFn:
+    """The readiness check of the database, through the database's own fault knob.
+
+    The knob stands for a failing database: a real one would fail the
+    readiness check as well as the reads, so the check sees what they see.
+    """
+
+    async def once() -> bool:
+        return await check()
+
+    async def checked() -> bool:
+        return await chaos.call_async(once)
+
+    return checked

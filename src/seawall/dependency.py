@@ -1134,7 +1134,10 @@ async def _remember_async(
     value: Any,
 ) -> None:
     store = fallback.store
+    remember = fallback.remember
     try:
+        if remember is not None and not remember(value):
+            return
         key = _key(fallback, fn, args, kwargs)
         if isinstance(store, AsyncStaleStore):
             await store.aput(key, value)
@@ -1152,7 +1155,10 @@ def _remember_sync(
     value: Any,
 ) -> None:
     store = fallback.store
+    remember = fallback.remember
     try:
+        if remember is not None and not remember(value):
+            return
         if isinstance(store, StaleStore):
             store.put(_key(fallback, fn, args, kwargs), value)
     except Exception:

@@ -147,6 +147,7 @@ class Fallback:
     max_stale: float = 0.0
     store: StaleStore | AsyncStaleStore | None = None
     key: Callable[..., str] | None = None
+    remember: Callable[[Any], bool] | None = None
 
     @classmethod
     def value(cls, default: Any) -> Fallback:
@@ -174,12 +175,14 @@ class Fallback:
         store: StaleStore | AsyncStaleStore | None = None,
         *,
         key: Callable[..., str] | None = None,
+        remember: Callable[[Any], bool] | None = None,
     ) -> Fallback:
         """Answer with the last good value for the same arguments, up to ``max_stale`` old.
 
-        Every successful call stores its result; when the dependency is
-        unavailable, the stored value is served with its age if it is not older
-        than ``max_stale`` seconds. Older or missing: the failure surfaces.
+        Every successful call stores its result (those ``remember`` keeps);
+        when the dependency is unavailable, the stored value is served with
+        its age if it is not older than ``max_stale`` seconds. Older or
+        missing: the failure surfaces.
 
         Args:
             max_stale: The oldest value worth serving, in seconds (> 0).
@@ -189,16 +192,25 @@ class Fallback:
                 is the function's qualified name and the ``repr`` of the
                 arguments, which suits ids and strings; pass your own when an
                 argument is a client or a session.
+            remember: Which results are worth storing: a predicate given
+                each one; default every one. Keep out the answers nobody will
+                want as a fallback -- a "not found" for an id a client made
+                up -- or a flood of them evicts (or, in a store without a
+                bound, outgrows) the ones that will be. If it raises, the
+                result is not stored and the call still answers.
         """
         seconds = _validate.seconds(max_stale)
         errors = _validate.duration("max_stale", seconds, allow_zero=False)
         given: object = store
         if given is not None and not isinstance(given, (StaleStore, AsyncStaleStore)):
             errors.append(f"store must be a StaleStore or AsyncStaleStore, got {given!r}")
+        wanted: object = remember
+        if wanted is not None and not callable(wanted):
+            errors.append(f"remember must be callable, got {wanted!r}")
         _validate.fail_if(errors)
         # `store or ...` would replace an empty store: stores have a length.
         chosen = MemoryStaleStore() if store is None else store
-        return cls(kind="stale", max_stale=seconds, store=chosen, key=key)
+        return cls(kind="stale", max_stale=seconds, store=chosen, key=key, remember=remember)
 
 
 def default_key(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

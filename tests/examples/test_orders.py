@@ -56,7 +56,7 @@ def test_the_callers_deadline_travels_downstream_and_garbage_is_ignored(
         assert 3000 < sent_to_payment() <= POLICIES.service.request_deadline * 1000
 
 
-def test_bad_input_is_422_with_json(orders: httpx.Client) -> None:
+def test_bad_input_is_4xx_with_json(orders: httpx.Client) -> None:
     for body in (
         {"user_id": "u"},
         {"user_id": "u", "items": []},
@@ -65,8 +65,9 @@ def test_bad_input_is_422_with_json(orders: httpx.Client) -> None:
         r = orders.post("/orders", json=body)
         assert r.status_code == 422
         assert r.headers["content-type"].startswith("application/json")
+        assert r.json()["error"] == "invalid_request"
     r = orders.post("/orders", content=b"{not json", headers={"content-type": "application/json"})
-    assert r.status_code == 422
+    assert (r.status_code, r.json()["error"]) == (400, "malformed_body")
     r = orders.post("/orders", json={"user_id": "u", "items": [{"sku": "sku-999", "qty": 1}]})
     assert (r.status_code, r.json()["skus"]) == (422, ["sku-999"])
     assert orders.get("/products/sku-999").status_code == 404

@@ -1,9 +1,10 @@
 """ASGI (Starlette, FastAPI): request deadlines, HTTP answers for seawall's errors, health routes.
 
-Three pieces, each usable alone::
+Four pieces, each usable alone::
 
     app = FastAPI()                                   # or Starlette()
     app.add_middleware(DeadlineMiddleware, default=25.0)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=64 * 1024)
     install_exception_handlers(app)
     app.router.routes.extend(health_routes(health))
 
@@ -21,6 +22,14 @@ Three pieces, each usable alone::
 :func:`install_exception_handlers`
     Registers Starlette/FastAPI exception handlers that turn seawall's errors
     into JSON answers (table below). Exception text never reaches the body.
+    With FastAPI, it also answers request validation errors: ``422`` (``400``
+    for a body that is not JSON at all) with a body that always serialises
+    and repeats little of the input (:func:`validation_answer`).
+
+:class:`BodyLimitMiddleware`
+    Answers ``413`` to a request whose body is larger than ``max_bytes``,
+    before the application reads it, so a 20 MB body costs neither the
+    memory to parse it nor a 20 MB error answer.
 
 :func:`health_routes`
     ``/healthz``, ``/readyz`` and ``/startupz`` for a :class:`seawall.health.Health`.
@@ -37,6 +46,9 @@ CircuitOpenError       503     ``{"error": "circuit_open", "dependency": n, "ret
 BulkheadFullError      503     ``{"error": "bulkhead_full", "dependency": n}``
 other RejectedError    503     ``{"error": "rejected", "dependency": n}``
 DeadlineExceeded       504     ``{"error": "deadline_exceeded", "scope": n}``
+RequestValidationError 422     ``{"error": "invalid_request", "detail": [...]}``
+(FastAPI)              400     ``{"error": "malformed_body", "detail": [...]}`` (not JSON)
+too large a body       413     ``{"error": "body_too_large", "max_bytes": b}``
 =====================  ======  =========================================================
 
 (``scope`` is left out when unnamed.) ``retry_after`` and ``Retry-After`` say
@@ -81,7 +93,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from seawall import _validate
@@ -97,6 +109,8 @@ from seawall.integrations._headers import DEADLINE_HEADER, parse_deadline
 from seawall.timeouts import current_deadline, deadline
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -104,15 +118,19 @@ if TYPE_CHECKING:
     from seawall.health import Health, HealthReport
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
     "DEFAULT_REQUEST_DEADLINE",
     "DEFAULT_RETRY_AFTER",
     "DEGRADED_HEADER",
+    "BodyLimitMiddleware",
+    "BodyTooLarge",
     "DeadlineMiddleware",
     "ErrorAnswer",
     "degraded_header",
     "error_answer",
     "health_routes",
     "install_exception_handlers",
+    "validation_answer",
 ]
 
 DEFAULT_REQUEST_DEADLINE = 25.0
@@ -120,6 +138,9 @@ DEFAULT_REQUEST_DEADLINE = 25.0
 
 DEFAULT_RETRY_AFTER = 5.0
 """Seconds sent in ``Retry-After`` with a 503 whose wait is unknown: a conservative hint."""
+
+DEFAULT_MAX_BODY = 1024 * 1024
+"""Bytes of request body :class:`BodyLimitMiddleware` lets through by default (1 MiB)."""
 
 DEGRADED_HEADER = "Seawall-Degraded"
 """The response header that names the dependencies answered from a fallback."""
@@ -224,6 +245,70 @@ def _whole_seconds(retry_after: float | None) -> int | None:
     return max(1, math.ceil(retry_after))
 
 
+# -- validation errors --------------------------------------------------------------
+
+#: How many of a request's validation errors an answer lists, and how long a
+#: location part or a message may be: enough to fix the request, too little to
+#: echo a large or hostile input back.
+_MAX_ERRORS = 20
+_MAX_LOC = 10
+_MAX_TEXT = 100
+
+
+def validation_answer(errors: Sequence[Mapping[str, Any]]) -> ErrorAnswer:
+    r"""Return the answer to a request that failed validation (FastAPI's ``exc.errors()``).
+
+    ``422 {"error": "invalid_request", "detail": [{"loc": [...], "type": t,
+    "msg": m}, ...]}``, or ``400 {"error": "malformed_body", ...}`` when the
+    body is not JSON at all (``json_invalid``). The input itself is never
+    repeated: it may be megabytes long, hold numbers JSON cannot carry
+    (``NaN``, ``Infinity``: Python's JSON parser accepts them, no JSON writer
+    may write them) or strings UTF-8 cannot (a lone surrogate, ``"\ud800"``).
+    Locations and messages are cut to 100 characters, at most 10 parts and
+    20 errors (``"more"`` counts the rest), and made valid UTF-8, so the
+    body always serialises.
+    """
+    listed = []
+    for error in list(errors)[:_MAX_ERRORS]:
+        loc = error.get("loc", ())
+        parts = loc if isinstance(loc, (list, tuple)) else (loc,)
+        listed.append(
+            {
+                "loc": [_safe_part(part) for part in parts[:_MAX_LOC]],
+                "type": _safe_text(error.get("type", "")),
+                "msg": _safe_text(error.get("msg", "")),
+            }
+        )
+    malformed = any(error.get("type") == "json_invalid" for error in errors)
+    body: dict[str, Any] = {"error": "malformed_body" if malformed else "invalid_request"}
+    body["detail"] = listed
+    if len(errors) > _MAX_ERRORS:
+        body["more"] = len(errors) - _MAX_ERRORS
+    return ErrorAnswer(400 if malformed else 422, body)
+
+
+def _safe_part(part: object) -> int | str:
+    if isinstance(part, int) and not isinstance(part, bool):
+        return part
+    return _safe_text(part)
+
+
+def _safe_text(value: object) -> str:
+    """``value`` as valid UTF-8 text of at most ``_MAX_TEXT`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    text = text[: _MAX_TEXT + 1].encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+
+
+def _answer_response(answer: ErrorAnswer) -> Response:
+    return Response(
+        answer.encode(),
+        status_code=answer.status,
+        headers=answer.headers,
+        media_type="application/json",
+    )
+
+
 # -- exception handlers -----------------------------------------------------------
 
 
@@ -238,7 +323,11 @@ def install_exception_handlers(
     :class:`~seawall.errors.BulkheadFullError`, any other
     :class:`~seawall.errors.RejectedError`, and
     :class:`~seawall.errors.DeadlineExceeded`; see the module docstring for
-    the answers. Handlers already registered for these classes are replaced.
+    the answers. With FastAPI installed, also for its
+    ``RequestValidationError`` (:func:`validation_answer`): FastAPI's own
+    handler repeats the input, so a ``NaN`` or a lone surrogate in a request
+    made it fail with a 500, and a 1 MB field came back as a 1 MB answer.
+    Handlers already registered for these classes are replaced.
 
     Args:
         app: The Starlette or FastAPI application.
@@ -252,14 +341,24 @@ def install_exception_handlers(
     """
     _validate.fail_if(_check_default_retry_after(default_retry_after))
 
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+    async def handle(_request: Request, exc: Exception) -> Response:
         answer = error_answer(exc, default_retry_after=default_retry_after)
         if answer is None:  # pragma: no cover - only registered for mapped errors
             raise exc
-        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+        return _answer_response(answer)
 
     for cls in _MAPPED:
         app.add_exception_handler(cls, handle)
+    try:
+        from fastapi.exceptions import RequestValidationError  # noqa: PLC0415 - optional
+    except ImportError:  # pragma: no cover - Starlette without FastAPI
+        return
+
+    async def invalid(_request: Request, exc: Exception) -> Response:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        return _answer_response(validation_answer(errors))
+
+    app.add_exception_handler(RequestValidationError, invalid)
 
 
 # -- the deadline middleware --------------------------------------------------------
@@ -510,6 +609,117 @@ async def _send_answer(send: Send, answer: ErrorAnswer) -> None:
     ]
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+# -- request size ----------------------------------------------------------------------
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI middleware: answer ``413`` to a request body larger than ``max_bytes``.
+
+    A ``Content-Length`` over the limit is answered at once, before the
+    application runs and before any of the body is read. A body without one
+    (chunked) is counted as the application reads it; when it passes the
+    limit, the read fails and, if the application has not answered yet, its
+    answer (whatever it made of the failed read) is replaced by the ``413``.
+    Either way the answer is ``{"error": "body_too_large", "max_bytes": n}``
+    with ``Connection: close``: the rest of the body is not read, so the
+    connection cannot carry another request.
+
+    Without it, a server reads and parses whatever it is sent: 20 MB of JSON
+    is 20 MB of memory per request, and a validation error about it may
+    repeat it.
+
+    Args:
+        app: The ASGI application to wrap.
+        max_bytes: The largest body let through (>= 0). Default
+            :data:`DEFAULT_MAX_BODY` (1 MiB).
+
+    Raises:
+        ConfigError: ``max_bytes`` is not an integer >= 0.
+
+    .. versionadded:: 0.3
+    """
+
+    __slots__ = ("_answer", "app", "max_bytes")
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = DEFAULT_MAX_BODY) -> None:
+        _validate.fail_if(_validate.at_least("max_bytes", max_bytes, 0))
+        self.app = app
+        #: The largest body let through, in bytes.
+        self.max_bytes = max_bytes
+        self._answer = ErrorAnswer(
+            413, {"error": "body_too_large", "max_bytes": max_bytes}, {"Connection": "close"}
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await _send_answer(send, self._answer)
+            return
+        counted = _CountedBody(receive, send, self.max_bytes, self._answer)
+        try:
+            await self.app(scope, counted.receive, counted.send)
+        except Exception:
+            if not counted.exceeded or counted.started:
+                raise
+        if counted.exceeded and not counted.started:
+            await counted.refuse()
+
+
+class BodyTooLarge(Exception):  # noqa: N818 - it is what happened, not an "Error" of the code
+    """Raised to an application reading a body past :class:`BodyLimitMiddleware`'s limit."""
+
+
+class _CountedBody:
+    """One request's ``receive`` and ``send``, counting the body against the limit."""
+
+    __slots__ = ("_answer", "_limit", "_receive", "_seen", "_send", "exceeded", "started")
+
+    def __init__(self, receive: Receive, send: Send, limit: int, answer: ErrorAnswer) -> None:
+        self._receive = receive
+        self._send = send
+        self._limit = limit
+        self._answer = answer
+        self._seen = 0
+        self.exceeded = False
+        self.started = False
+
+    async def receive(self) -> Message:
+        if self.exceeded:
+            raise BodyTooLarge(self._limit)
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._seen += len(message.get("body", b""))
+            if self._seen > self._limit:
+                self.exceeded = True
+                raise BodyTooLarge(self._limit)
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.exceeded and not self.started:
+            return  # the application's answer to a failed read: the 413 replaces it
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+    async def refuse(self) -> None:
+        self.started = True
+        await _send_answer(self._send, self._answer)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server (h11, httptools) refuses these before us
+    return None
 
 
 # -- health routes -------------------------------------------------------------------
