@@ -966,10 +966,21 @@ def test_a_deadline_the_caller_spent_is_not_the_dependency_being_unavailable(
 
         return run(main())
 
+    stale = Dependency(
+        "product",
+        criticality=Criticality.DEGRADABLE,
+        timeout=5.0,
+        fallback=Fallback.stale(60),
+        listeners=Listeners(),
+    )
     with deadline(budget):
         time.sleep(0.001)
         with pytest.raises(DeadlineExceeded):
             call(critical)
         assert call(degradable) == ["popular"]
+        # A fallback with nothing to give: still the caller's deadline, not unavailability.
+        with pytest.raises(DeadlineExceeded) as info:
+            call(stale)
+        assert "could not answer" in info.value.__notes__[-1]
     assert fn.calls == 0
     assert b.metrics.calls == 0

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, Query, Request, Response
+from fastapi import Body, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,6 +70,13 @@ class Item(BaseModel):
 
 class OrderIn(BaseModel):
     """A new order."""
+
+    #: A real order, for the spec's readers and the fuzzers that start from examples.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"user_id": "u-1", "items": [{"sku": "sku-001", "qty": 2}]}],
+        }
+    )
 
     user_id: str = Field(min_length=1, max_length=100)
     items: list[Item] = Field(min_length=1, max_length=50)
@@ -334,7 +341,9 @@ def _routes(app: FastAPI, wiring: Any, policies: Policies) -> None:  # noqa: C90
             **_UNAVAILABLE,
         },
     )
-    async def get_product(product_id: str) -> dict[str, Any]:
+    async def get_product(
+        product_id: Annotated[str, Path(examples=["sku-001"])],
+    ) -> dict[str, Any]:
         product, degraded = await wiring.product(product_id)
         if product is None:
             raise LookupError("no such product")

@@ -753,7 +753,10 @@ class Dependency:
                 if inspect.isawaitable(value):
                     value = await value
         except Exception as error:
-            raise self._fallback_failed(fallback, exc, error) from exc
+            failed = self._fallback_failed(fallback, exc, error)
+            if failed is exc:
+                raise exc from exc.__cause__  # the caller ran out of time; see its note
+            raise failed from exc
         return value, self._degraded(fallback, exc, age)
 
     # -- sync ------------------------------------------------------------------
@@ -905,7 +908,10 @@ class Dependency:
                     msg = f"the fallback of {self.name!r} is async: use call(), not call_sync()"
                     raise TypeError(msg)  # noqa: TRY301 - reported as the fallback's failure
         except Exception as error:
-            raise self._fallback_failed(fallback, exc, error) from exc
+            failed = self._fallback_failed(fallback, exc, error)
+            if failed is exc:
+                raise exc from exc.__cause__  # the caller ran out of time; see its note
+            raise failed from exc
         return value, self._degraded(fallback, exc, age)
 
     # -- decorator ----------------------------------------------------------------
@@ -1019,7 +1025,12 @@ class Dependency:
 
     def _fallback_failed(
         self, fallback: Fallback, exc: BaseException, error: BaseException
-    ) -> DependencyUnavailable:
+    ) -> BaseException:
+        """Report a fallback that could not answer; return what to raise.
+
+        ``exc`` itself when it is the caller's deadline running out (see
+        :func:`_caller_ran_out`), else a ``DependencyUnavailable``.
+        """
         # Never silent: an event for the exporters, and the fallback's error kept
         # on the raised exception for whoever logs it.
         listeners = self._listeners
@@ -1029,6 +1040,9 @@ class Dependency:
                     name=self.name, at=self._now(), kind=fallback.kind, cause=exc, error=error
                 )
             )
+        if isinstance(exc, Exception) and _caller_ran_out(exc):
+            exc.add_note(f"fallback ({fallback.kind}) could not answer: {error!r}")
+            return exc
         unavailable = self._unavailable_error(exc)
         unavailable.add_note(f"fallback ({fallback.kind}) failed too: {error!r}")
         return unavailable
