@@ -14,6 +14,18 @@ On SIGTERM (what Kubernetes sends before killing a pod):
 
 deploy/k8s/orders.yaml's grace period covers the sum of the three waits.
 
+Two settings keep every request answered under load:
+
+* Idle keep-alive connections stay open for :data:`KEEP_ALIVE` seconds
+  (uvicorn's default is 5). A client told ``Retry-After: 5`` that waits and
+  then reuses its connection sends at the very moment the server, idle for 5
+  s, closes it: the request meets a reset, with no answer and no log line. The
+  server must be the last to give up on an idle connection, after the client
+  and the load balancer (60 s on many), never the first.
+* The open-files limit is raised to its hard limit: each connection is a file,
+  and at a soft limit of 1,024 a thousand clients would leave new
+  connections waiting, unaccepted, in the listen queue.
+
 ``python -m examples.orders.serve --port 8000`` (settings from the environment).
 """
 
@@ -21,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
+import resource
 import signal
 from typing import Any
 
@@ -30,6 +44,19 @@ import uvicorn
 from .app import create_app
 from .policies import Policies
 from .settings import Settings
+
+KEEP_ALIVE = 75
+"""Seconds an idle keep-alive connection is kept (nginx's default; above a 60 s balancer's)."""
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+        with contextlib.suppress(ValueError, OSError):  # not ours to raise here: keep it
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def graceful_shutdown_timeout(request_deadline: float) -> int:
@@ -69,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    raise_open_files_limit()
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -76,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         log_level="warning",
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE,
         # In-flight requests get their whole deadline to finish.
         timeout_graceful_shutdown=graceful_shutdown_timeout(
             Policies.load(settings.policies).service.request_deadline
