@@ -7,7 +7,11 @@
   ``Idempotency-Key`` header, the same key and body within a day get the
   first answer again (``Idempotent-Replayed: true``), never a second order.
 * ``GET /products/{id}`` reads the database; when it fails, the last good value
-  comes from the cache, marked degraded ("prices may be slightly out of date").
+  comes from the cache, marked degraded ("prices may be slightly out of date"),
+  if it is at most ``max_stale`` old (10 minutes, policies.toml): an older one
+  is not served, and the log line of the 503 says how old it was. Only
+  products are cached, never a "not found". The cache is this process's
+  unless ``REDIS_URL`` is set: then every replica serves what any one read.
 * ``GET /recommendations`` is personalised, or the popular items when the
   recommendation service fails, marked degraded.
 * ``/healthz``, ``/readyz``, ``/startupz``, ``/metrics``; and with ``ORDERS_ADMIN=1``
