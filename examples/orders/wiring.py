@@ -337,17 +337,10 @@ class SeawallWiring:
         )
 
     async def claim(self, key: str, fingerprint: str) -> db.Claim:
-        retention, abandoned = self.key_budgets
         return await self.registry["db_write"].call(
             self.db_faults["db_write"].call_async,
             db.claim_key,
-            self.engine,
-            key,
-            fingerprint,
-            time.time(),
-            retention,
-            abandoned,
-            self.timeouts,
+            *_claim_args(self, key, fingerprint),
         )
 
     async def release(self, key: str) -> None:
@@ -485,16 +478,8 @@ class NaiveWiring:
         )
 
     async def claim(self, key: str, fingerprint: str) -> db.Claim:
-        retention, abandoned = self.key_budgets
         return await self.db_faults["db_write"].call_async(
-            db.claim_key,
-            self.engine,
-            key,
-            fingerprint,
-            time.time(),
-            retention,
-            abandoned,
-            self.timeouts,
+            db.claim_key, *_claim_args(self, key, fingerprint)
         )
 
     async def release(self, key: str) -> None:
@@ -627,6 +612,12 @@ def _to_undo(
         for kind, task, path in parts
         if may_have_happened(_outcome(task), sent is None or path in sent)
     ]
+
+
+def _claim_args(wiring: Any, key: str, fingerprint: str) -> tuple[Any, ...]:
+    """db.claim_key's arguments after the engine's, for either wiring: now, by the wall clock."""
+    retention, abandoned = wiring.key_budgets
+    return (wiring.engine, key, fingerprint, time.time(), retention, abandoned, wiring.timeouts)
 
 
 def _key_budgets(budgets: ServiceBudgets) -> tuple[float, float]:

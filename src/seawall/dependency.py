@@ -464,6 +464,21 @@ class Dependency:
             if waits is not None:
                 waits.leave(self._now())
 
+    def _raise_unless_fallback(self, exc: Exception, started: float | None) -> None:
+        """Raise what a failed call ends in, unless its fallback is to answer.
+
+        An answer or a defect propagates as it is; an outage with no fallback
+        is ``DependencyUnavailable``, or the caller's own ``DeadlineExceeded``.
+        """
+        if not self._unavailable(exc):
+            self._completed(started, "failure")
+            raise exc
+        if self._fallback is None:
+            self._completed(started, _outcome(exc))
+            if _caller_ran_out(exc):
+                raise exc
+            raise self._unavailable_error(exc) from exc
+
     async def _answer_failure(
         self,
         exc: Exception,
@@ -473,14 +488,7 @@ class Dependency:
         kwargs: dict[str, Any],
     ) -> tuple[Any, Degraded | None]:
         """After the policies failed: raise the error as it is or as unavailable, or fall back."""
-        if not self._unavailable(exc):
-            self._completed(started, "failure")
-            raise exc
-        if self._fallback is None:
-            self._completed(started, _outcome(exc))
-            if _caller_ran_out(exc):
-                raise exc
-            raise self._unavailable_error(exc) from exc
+        self._raise_unless_fallback(exc, started)
         try:
             answer = await self._fall_back_async(exc, fn, args, kwargs)
         except BaseException:
@@ -823,14 +831,7 @@ class Dependency:
         kwargs: dict[str, Any],
     ) -> tuple[Any, Degraded | None]:
         """:meth:`_answer_failure` for the sync path."""
-        if not self._unavailable(exc):
-            self._completed(started, "failure")
-            raise exc
-        if self._fallback is None:
-            self._completed(started, _outcome(exc))
-            if _caller_ran_out(exc):
-                raise exc
-            raise self._unavailable_error(exc) from exc
+        self._raise_unless_fallback(exc, started)
         try:
             answer = self._fall_back_sync(exc, fn, args, kwargs)
         except BaseException:
