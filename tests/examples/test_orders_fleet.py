@@ -74,3 +74,18 @@ def test_failures_at_one_replica_open_the_circuit_at_all(fleet: Stack) -> None:
     # Each replica on its own would send up to 3 x 2 per period.
     assert probes <= HALF_OPEN_CALLS * periods, probes
     fleet.fault("payment")
+
+
+def test_an_idempotency_key_holds_across_replicas(fleet: Stack) -> None:
+    """The key lives in the database they share: a retry sent to another replica is a replay."""
+    first, second, _ = fleet.services
+    body = {"user_id": "u-fleet", "items": [{"sku": "sku-004", "qty": 1}]}
+    key = {"Idempotency-Key": "fleet-order-1"}
+    before = fleet.service_state()["orders"]
+    with httpx.Client(timeout=30) as client:
+        placed = client.post(first.url + "/orders", json=body, headers=key)
+        again = client.post(second.url + "/orders", json=body, headers=key)
+    assert (placed.status_code, again.status_code) == (201, 201)
+    assert again.json() == placed.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert fleet.service_state()["orders"] == before + 1

@@ -267,3 +267,16 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
         timeout=30,
     )
     assert int(done.stdout) == (hard if hard != resource.RLIM_INFINITY else 65_536)
+
+
+def test_the_naive_wiring_honours_the_key_too() -> None:
+    """Idempotency is the service's, not seawall's: the comparison keeps it in both modes."""
+    with Stack(mode="naive") as naive:
+        assert naive.service is not None
+        with httpx.Client(base_url=naive.service.url, timeout=30) as client:
+            key = {"Idempotency-Key": "naive-1"}
+            first = client.post("/orders", json=VALID, headers=key)
+            again = client.post("/orders", json=VALID, headers=key)
+        assert (first.status_code, again.status_code) == (201, 201)
+        assert again.json() == first.json()
+        assert naive.simulator_state("payment")["charges"] == 1
