@@ -7,10 +7,15 @@ config's ``__post_init__`` can collect every bad field and raise one
 
 from __future__ import annotations
 
+import inspect
 import math
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from seawall.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "at_least",
@@ -20,6 +25,7 @@ __all__ = [
     "in_range",
     "integer_in",
     "is_number",
+    "refuse_generators",
     "seconds",
 ]
 
@@ -99,3 +105,26 @@ def fail_if(errors: list[str]) -> None:
     """Raise one :class:`ConfigError` listing every message, if there are any."""
     if errors:
         raise ConfigError("; ".join(errors))
+
+
+def refuse_generators(fn: Callable[..., Any], policy: str) -> None:
+    """Refuse to decorate a generator or async generator function with ``policy``.
+
+    Calling a generator function only creates the generator: its body runs
+    later, as it is iterated, after the decorated call has returned. A policy
+    wrapped around the call would count every call a success and see none of
+    the errors raised inside, silently. A clear error at decoration is the
+    only honest answer.
+
+    Raises:
+        TypeError: ``fn`` is a generator or an async generator function.
+    """
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        kind = "an async generator" if inspect.isasyncgenfunction(fn) else "a generator"
+        name = getattr(fn, "__qualname__", repr(fn))
+        msg = (
+            f"{policy} cannot protect {kind} function ({name}): its body runs as it is "
+            "iterated, after the decorated call has returned, so its errors would escape "
+            "the policy. Decorate a function that consumes it (returns list(...)) instead."
+        )
+        raise TypeError(msg)

@@ -580,7 +580,13 @@ class AdaptiveLimit:
         return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorate a function (plain or ``async def``) so each call holds a permit."""
+        """Decorate a function (plain or ``async def``) so each call holds a permit.
+
+        Raises:
+            TypeError: ``fn`` is a generator or async generator function: its
+                work would run after the permit was given back.
+        """
+        _validate.refuse_generators(fn, f"AdaptiveLimit {self.name!r}")
         if inspect.iscoroutinefunction(fn):
             now, failed, sample, full = self._now, self._failed_async, self._sample, self._full
 

@@ -352,7 +352,13 @@ class CircuitBreaker:
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function so every call goes through the breaker."""
+        """Decorate a sync or async function so every call goes through the breaker.
+
+        Raises:
+            TypeError: ``fn`` is a generator or async generator function: its
+                errors would escape the breaker (decorate what consumes it).
+        """
+        _validate.refuse_generators(fn, f"CircuitBreaker {self.name!r}")
         if inspect.iscoroutinefunction(fn):
             return self._wrap_async(fn)
         return self._wrap_sync(fn)

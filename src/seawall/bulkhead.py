@@ -367,6 +367,7 @@ class Bulkhead(_BulkheadBase):
             TypeError: ``fn`` is not a coroutine function (a thread bulkhead is
                 :class:`ThreadBulkhead`).
         """
+        _validate.refuse_generators(fn, f"Bulkhead {self.name!r}")
         if not inspect.iscoroutinefunction(fn):
             msg = (
                 f"Bulkhead {self.name!r} decorates async functions only, got {fn!r}; "
@@ -578,6 +579,7 @@ class ThreadBulkhead(_BulkheadBase):
             TypeError: ``fn`` is a coroutine function, whose work would run after
                 the permit was given back (use :class:`Bulkhead`).
         """
+        _validate.refuse_generators(fn, f"ThreadBulkhead {self.name!r}")
         if inspect.iscoroutinefunction(fn):
             msg = (
                 f"ThreadBulkhead {self.name!r} decorates sync functions only, got {fn!r}; "

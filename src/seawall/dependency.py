@@ -926,8 +926,14 @@ class Dependency:
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a function: async ones go through :meth:`call`, sync ones :meth:`call_sync`."""
+        """Decorate a function: async ones go through :meth:`call`, sync ones :meth:`call_sync`.
+
+        Raises:
+            TypeError: ``fn`` is a generator or async generator function: its
+                errors would escape the policies (decorate what consumes it).
+        """
         self._refuse_background()
+        _validate.refuse_generators(fn, f"Dependency {self.name!r}")
         if inspect.iscoroutinefunction(fn):
             call = self.call
 

@@ -645,7 +645,14 @@ class Retry:
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function so that every call goes through the policy."""
+        """Decorate a sync or async function so that every call goes through the policy.
+
+        Raises:
+            TypeError: ``fn`` is a generator or async generator function: an
+                error raised while it is iterated would not be retried
+                (decorate what consumes it).
+        """
+        _validate.refuse_generators(fn, "Retry")
         if inspect.iscoroutinefunction(fn):
             return self._wrap_async(fn)
         return self._wrap_sync(fn)

@@ -367,7 +367,13 @@ class Throttle:
         return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorate a function (plain or ``async def``): each call is admitted or shed."""
+        """Decorate a function (plain or ``async def``): each call is admitted or shed.
+
+        Raises:
+            TypeError: ``fn`` is a generator or async generator function: the
+                downstream's refusals, raised as it is iterated, would go uncounted.
+        """
+        _validate.refuse_generators(fn, f"Throttle {self.name!r}")
         accepted = self._accepted
         record = self.record
         tick = self._tick
