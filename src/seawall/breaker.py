@@ -94,7 +94,8 @@ class BreakerConfig:
     half_open_calls: int = DEFAULT_HALF_OPEN_CALLS
     half_open_max_wait: float | None = None
     record: ExceptionSpec | Callable[[BaseException], bool] = Exception
-    ignore: ExceptionSpec = field(default=())
+    ignore: ExceptionSpec | Callable[[BaseException], bool] = field(default=())
+    record_result: Callable[[Any], bool] | None = None
     shadow: bool = False
 
     def __post_init__(self) -> None:
@@ -121,9 +122,13 @@ class BreakerConfig:
             errors += _validate.duration(
                 "half_open_max_wait", self.half_open_max_wait, allow_zero=False
             )
-        errors += _check_exceptions("ignore", self.ignore, allow_empty=True)
+        if not callable(self.ignore) or isinstance(self.ignore, type):
+            errors += _check_exceptions("ignore", self.ignore, allow_empty=True)
         if not callable(self.record) or isinstance(self.record, type):
             errors += _check_exceptions("record", self.record, allow_empty=False)
+        judge: object = self.record_result
+        if judge is not None and not callable(judge):
+            errors.append(f"record_result must be callable or None, got {judge!r}")
         _validate.fail_if(errors)
 
 
@@ -174,8 +179,15 @@ class CircuitBreaker:
             it half-open. Default: the current open duration.
         record: Which exceptions count as failures: a type, a tuple of types or
             a predicate. Others count as successes. Default: every ``Exception``.
-        ignore: Exceptions that count as neither success nor failure. When
-            ``ignore`` and ``record`` both match, ``ignore`` wins.
+        ignore: Exceptions that count as neither success nor failure: a type,
+            a tuple of types or a predicate. When ``ignore`` and ``record``
+            both match, ``ignore`` wins.
+        record_result: A predicate given each result: true counts the call as
+            failed though it returned (resilience4j's ``recordResult``), e.g.
+            ``lambda r: r.status_code >= 500``. The result is still returned.
+            It sees the results of the decorator, :meth:`call`,
+            :meth:`call_async` and a Dependency's calls; a ``with`` block has
+            no result to show it.
         shadow: ``True`` or ``False``: compute every decision and emit it (``StateChanged`` and
             ``CallRejected`` events with ``shadow=True``) but never reject a
             call: tune thresholds on real traffic before enforcing them.
@@ -210,7 +222,8 @@ class CircuitBreaker:
         half_open_calls: int = DEFAULT_HALF_OPEN_CALLS,
         half_open_max_wait: float | timedelta | None = None,
         record: ExceptionSpec | Callable[[BaseException], bool] = Exception,
-        ignore: ExceptionSpec = (),
+        ignore: ExceptionSpec | Callable[[BaseException], bool] = (),
+        record_result: Callable[[Any], bool] | None = None,
         shadow: bool = False,
         clock: Clock | None = None,
         listeners: Listeners | None = None,
@@ -233,6 +246,7 @@ class CircuitBreaker:
             ),
             record=record,
             ignore=ignore,
+            record_result=record_result,
             shadow=shadow,
         )
         clock = MONOTONIC if clock is None else clock
@@ -303,7 +317,9 @@ class CircuitBreaker:
         except BaseException:
             core.release(permit)
             raise
-        if permit != core._tick_gen or self._timed:
+        if core._judge is not None:
+            core.on_result(permit, result, self._now() - t0 if self._timed else 0.0)
+        elif permit != core._tick_gen or self._timed:
             core.on_success(permit, self._now() - t0 if self._timed else 0.0)
         elif self._tick() == core._eval_at:  # type: ignore[misc]
             core.on_minimum_calls(permit)
@@ -337,7 +353,9 @@ class CircuitBreaker:
         except BaseException:
             core.release(permit)
             raise
-        if permit != core._tick_gen or self._timed:
+        if core._judge is not None:
+            core.on_result(permit, result, self._now() - t0 if self._timed else 0.0)
+        elif permit != core._tick_gen or self._timed:
             core.on_success(permit, self._now() - t0 if self._timed else 0.0)
         elif self._tick() == core._eval_at:  # type: ignore[misc]
             core.on_minimum_calls(permit)
@@ -371,6 +389,7 @@ class CircuitBreaker:
         now = self._now
         tick = self._tick
         timed = self._timed
+        judge = core._judge
 
         @functools.wraps(fn)
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -389,7 +408,9 @@ class CircuitBreaker:
             except BaseException:
                 core.release(permit)
                 raise
-            if permit != core._tick_gen or timed:
+            if judge is not None:
+                core.on_result(permit, result, now() - t0 if timed else 0.0)
+            elif permit != core._tick_gen or timed:
                 core.on_success(permit, now() - t0 if timed else 0.0)
             elif tick() == core._eval_at:  # type: ignore[misc]
                 core.on_minimum_calls(permit)
@@ -402,6 +423,7 @@ class CircuitBreaker:
         now = self._now
         tick = self._tick
         timed = self._timed
+        judge = core._judge
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -420,7 +442,9 @@ class CircuitBreaker:
             except BaseException:
                 core.release(permit)
                 raise
-            if permit != core._tick_gen or timed:
+            if judge is not None:
+                core.on_result(permit, result, now() - t0 if timed else 0.0)
+            elif permit != core._tick_gen or timed:
                 core.on_success(permit, now() - t0 if timed else 0.0)
             elif tick() == core._eval_at:  # type: ignore[misc]
                 core.on_minimum_calls(permit)

@@ -560,7 +560,7 @@ class Dependency:
             if entry[_STATE] == _FIRED:
                 task.uncancel()  # fn swallowed our cancellation and returned
             expiry.finish(entry)
-            self._after_success(permit, t0)
+            self._after_success(permit, t0, result)
             return result
         finally:
             close_scope(token)
@@ -681,23 +681,28 @@ class Dependency:
         except BaseException:
             self._after_abort(permit)
             raise
-        self._after_success(permit, t0)
+        self._after_success(permit, t0, result)
         return result
 
     # The ends of an attempt, shared by the sync and async paths.
 
-    def _after_success(self, permit: int, t0: float) -> None:
+    def _after_success(self, permit: int, t0: float, result: object) -> None:
         bulkhead = self._bulkhead
         if bulkhead is not None:
             bulkhead.release()
         breaker = self._breaker
         if self._plain:
             if breaker is not None:
-                breaker._core.on_success(permit, self._now() - t0 if breaker._timed else 0.0)
+                core = breaker._core
+                elapsed = self._now() - t0 if breaker._timed else 0.0
+                if core._judge is None:
+                    core.on_success(permit, elapsed)
+                else:
+                    core.on_result(permit, result, elapsed)
             return
         elapsed = self._now() - t0
         if breaker is not None:
-            breaker._core.on_success(permit, elapsed)
+            breaker._core.on_result(permit, result, elapsed)
         limit = self._limit
         if limit is not None:
             limit.release(elapsed)
@@ -881,7 +886,7 @@ class Dependency:
                 raise
         finally:
             close_scope(token)
-        self._after_success(permit, t0)
+        self._after_success(permit, t0, result)
         return result
 
     def _fall_back_sync(

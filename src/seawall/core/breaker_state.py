@@ -39,7 +39,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from seawall.core.window import FAILURE, SLOW, CountRing
 from seawall.errors import CircuitOpenError, fast_circuit_open
@@ -119,12 +119,15 @@ class BreakerState:
 
     __slots__ = (
         "_admit",
+        "_broken",
         "_eval_at",
         "_fail_thr",
         "_gen",
         "_half_open_calls",
         "_half_open_max_wait",
         "_ignore",
+        "_ignore_fn",
+        "_judge",
         "_listeners",
         "_lock",
         "_max_wait_cfg",
@@ -190,7 +193,9 @@ class BreakerState:
         # The fixed duration, or the last good value of the schedule (seeded by
         # the config check, which calls it once with 1).
         self._open_duration = float(od(1)) if callable(od) else float(od)
-        self._ignore = config.ignore or None
+        self._ignore, self._ignore_fn = _split_ignore(config.ignore)
+        #: ``record_result``: ``None`` (the usual case) keeps the drivers' fast path.
+        self._judge: Callable[[object], bool] | None = config.record_result
         self._record = config.record
         self._record_all = config.record is Exception
         self._shadow = config.shadow
@@ -207,6 +212,7 @@ class BreakerState:
         self._probe_started: dict[int, float] = {}
         self._probe_seq = 0
         self._record_broken = False
+        self._broken: set[str] = set()  # the predicates that raised, each reported once
         self._half_open_max_wait = 0.0
         self._probes_admitted = 0
         self._probes_succeeded = 0
@@ -340,6 +346,17 @@ class BreakerState:
         else:
             self._record_outcome(permit, 0)
 
+    def on_result(self, permit: int, result: object, duration: float) -> None:
+        """Record a call that returned ``result``: failed if ``record_result`` says so."""
+        judge = self._judge
+        if judge is None or not self._asks(judge, result, "record_result"):
+            self.on_success(permit, duration)
+            return
+        if permit != self._gen and permit not in self._probe_started:
+            return
+        slow = SLOW if self._track_slow and duration > self._slow_dur else 0
+        self._record_outcome(permit, FAILURE | slow)
+
     def on_minimum_calls(self, permit: int) -> None:
         """Decide once the window has just filled to ``minimum_calls`` with a success.
 
@@ -363,8 +380,10 @@ class BreakerState:
         """
         if permit != self._gen and permit not in self._probe_started:
             return
-        if not isinstance(exc, Exception) or (
-            self._ignore is not None and isinstance(exc, self._ignore)
+        if (
+            not isinstance(exc, Exception)
+            or (self._ignore is not None and isinstance(exc, self._ignore))
+            or (self._ignore_fn is not None and self._asks(self._ignore_fn, exc, "ignore"))
         ):
             self.release(permit)
             return
@@ -404,6 +423,24 @@ class BreakerState:
         self._emit(events)
 
     # -- internals (a *_locked method's caller holds the lock) ----------------
+
+    def _asks(self, predicate: Callable[[Any], bool], value: object, option: str) -> bool:
+        """``predicate(value)``; a predicate that raises answers no, and is reported once.
+
+        No: the call is then classified as if the option were not set, and
+        the caller's own answer or error stands.
+        """
+        try:
+            return bool(predicate(value))
+        except Exception:
+            if option not in self._broken:
+                self._broken.add(option)
+                _log.exception(
+                    "breaker %r: its %s= predicate raised; it is taken as false (logged once)",
+                    self.name,
+                    option,
+                )
+            return False
 
     def _matches_record(self, exc: BaseException) -> bool:
         record = self._record
@@ -682,3 +719,15 @@ _AUTOMATIC = frozenset(
         "probe timed out",
     }
 )
+
+
+def _split_ignore(
+    ignore: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool],
+) -> tuple[
+    type[BaseException] | tuple[type[BaseException], ...] | None,
+    Callable[[BaseException], bool] | None,
+]:
+    """``ignore`` as exception types (for ``isinstance``) or as a predicate."""
+    if callable(ignore) and not isinstance(ignore, type):
+        return None, ignore
+    return ignore or None, None
