@@ -21,12 +21,25 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from seawall import _validate
 from seawall._clock import MONOTONIC, Clock
-from seawall.core.breaker_state import BreakerMetrics, BreakerState, State
+from seawall.core.breaker_state import (
+    DEFAULT_FAILURE_RATE_THRESHOLD,
+    DEFAULT_HALF_OPEN_CALLS,
+    DEFAULT_MINIMUM_CALLS,
+    DEFAULT_OPEN_DURATION,
+    DEFAULT_SLOW_CALL_DURATION,
+    DEFAULT_SLOW_CALL_RATE_THRESHOLD,
+    DEFAULT_WINDOW,
+    MAX_MINIMUM_CALLS,
+    BreakerConfig,
+    BreakerMetrics,
+    BreakerState,
+    ExceptionSpec,
+    State,
+)
 from seawall.core.window import CountWindow, TimeWindow
 from seawall.events import LISTENERS, Listeners
 
@@ -54,101 +67,6 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-DEFAULT_FAILURE_RATE_THRESHOLD = 0.5
-"""Share of failed calls in the window that opens the circuit, by default."""
-DEFAULT_SLOW_CALL_RATE_THRESHOLD = 1.0
-"""Share of slow calls that opens the circuit, by default 1.0: slow calls never open it."""
-DEFAULT_SLOW_CALL_DURATION = 60.0
-"""Seconds after which a call counts as slow, by default."""
-DEFAULT_WINDOW = CountWindow(100)
-"""The default window: the last 100 calls."""
-DEFAULT_MINIMUM_CALLS = 20
-"""Calls the window must hold before any decision, by default."""
-DEFAULT_OPEN_DURATION = 30.0
-"""Seconds an open circuit rejects before probing, by default."""
-MAX_MINIMUM_CALLS = 1_000_000
-"""The largest ``minimum_calls``: a breaker waiting for more calls than this before
-its first decision would, at any real rate, never protect anything."""
-DEFAULT_HALF_OPEN_CALLS = 2
-"""Probes admitted at once in HALF_OPEN, by default; all must succeed."""
-
-ExceptionSpec = type[BaseException] | tuple[type[BaseException], ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BreakerConfig:
-    """The validated, immutable configuration of a :class:`CircuitBreaker`.
-
-    Every field is documented on :class:`CircuitBreaker`. Building one with a
-    bad value raises :class:`~seawall.errors.ConfigError` naming each bad field
-    and its value.
-    """
-
-    failure_rate_threshold: float = DEFAULT_FAILURE_RATE_THRESHOLD
-    slow_call_rate_threshold: float = DEFAULT_SLOW_CALL_RATE_THRESHOLD
-    slow_call_duration: float = DEFAULT_SLOW_CALL_DURATION
-    window: CountWindow | TimeWindow = DEFAULT_WINDOW
-    minimum_calls: int = DEFAULT_MINIMUM_CALLS
-    open_duration: float | Callable[[int], float] = DEFAULT_OPEN_DURATION
-    half_open_calls: int = DEFAULT_HALF_OPEN_CALLS
-    half_open_max_wait: float | None = None
-    record: ExceptionSpec | Callable[[BaseException], bool] = Exception
-    ignore: ExceptionSpec | Callable[[BaseException], bool] = field(default=())
-    record_result: Callable[[Any], bool] | None = None
-    shadow: bool = False
-
-    def __post_init__(self) -> None:
-        errors = [
-            *_validate.in_range(
-                "failure_rate_threshold", self.failure_rate_threshold, 0, 1, low_open=True
-            ),
-            *_validate.in_range(
-                "slow_call_rate_threshold", self.slow_call_rate_threshold, 0, 1, low_open=True
-            ),
-            *_validate.duration("slow_call_duration", self.slow_call_duration, allow_zero=False),
-            *_validate.integer_in("minimum_calls", self.minimum_calls, 1, MAX_MINIMUM_CALLS),
-            *_validate.at_least("half_open_calls", self.half_open_calls, 1),
-            *_validate.boolean("shadow", self.shadow),
-        ]
-        window: object = self.window  # typed, but callers may not be
-        if not isinstance(window, (CountWindow, TimeWindow)):
-            errors.append(f"window must be a CountWindow or a TimeWindow, got {window!r}")
-        if callable(self.open_duration):
-            errors += _check_open_duration_fn(self.open_duration)
-        else:
-            errors += _validate.duration("open_duration", self.open_duration, allow_zero=False)
-        if self.half_open_max_wait is not None:
-            errors += _validate.duration(
-                "half_open_max_wait", self.half_open_max_wait, allow_zero=False
-            )
-        if not callable(self.ignore) or isinstance(self.ignore, type):
-            errors += _check_exceptions("ignore", self.ignore, allow_empty=True)
-        if not callable(self.record) or isinstance(self.record, type):
-            errors += _check_exceptions("record", self.record, allow_empty=False)
-        judge: object = self.record_result
-        if judge is not None and not callable(judge):
-            errors.append(f"record_result must be callable or None, got {judge!r}")
-        _validate.fail_if(errors)
-
-
-def _check_open_duration_fn(fn: Callable[[int], float]) -> list[str]:
-    # A callable is checked once, on the first opening's count, so a schedule that
-    # cannot work fails at construction rather than on the day the circuit opens.
-    try:
-        first = fn(1)
-    except Exception as exc:
-        return [f"open_duration(1) raised {exc!r}"]
-    return _validate.duration("open_duration(1)", first, allow_zero=False)
-
-
-def _check_exceptions(name: str, spec: object, *, allow_empty: bool) -> list[str]:
-    types = spec if isinstance(spec, tuple) else (spec,)
-    if not types and not allow_empty:
-        return [f"{name} must name at least one exception type, got ()"]
-    if all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
-        return []
-    return [f"{name} must be an exception type or a tuple of them, got {spec!r}"]
 
 
 class CircuitBreaker:
