@@ -330,7 +330,7 @@ class BreakerState:
         self._probes_admitted = 0
         self._probes_succeeded = 0
         self._rejections = itertools.count()
-        # Hooks for a store shared by replicas (integrations/redis.py): whether
+        # Hooks for a store shared by replicas (integrations/redis/breaker.py): whether
         # this replica may send probes, and who hears of each transition.
         self._probe_gate = True
         self._observers: tuple[Callable[[StateChanged], None], ...] = ()
@@ -746,7 +746,7 @@ class BreakerState:
                     except Exception:
                         _log.exception("observer %r of breaker %r raised", observer, self.name)
 
-    # -- sharing with other replicas (see integrations/redis.py) ---------------
+    # -- sharing with other replicas (see integrations/redis/breaker.py) ---------------
 
     def add_observer(self, observer: Callable[[StateChanged], None]) -> Callable[[], None]:
         """Call ``observer`` with every state change, after the lock is released.
