@@ -83,16 +83,14 @@ def test_an_idempotency_key_holds_across_replicas(fleet: Stack) -> None:
     key = {"Idempotency-Key": "fleet-order-1"}
     before = fleet.service_state()["orders"]
     with httpx.Client(timeout=30) as client:
+
+        def place() -> httpx.Response | None:
+            answer = client.post(first.url + "/orders", json=body, headers=key)
+            return answer if answer.status_code == 201 else None
+
         # An earlier test's breaker may still be open: each 503 releases the key,
         # so the client's retries with it are served afresh until one is placed.
-        placed = eventually(
-            lambda: (
-                (r := client.post(first.url + "/orders", json=body, headers=key)).status_code == 201
-                and r
-            ),
-            timeout=20,
-            interval=0.5,
-        )
+        placed = eventually(place, timeout=20, interval=0.5)
         again = client.post(second.url + "/orders", json=body, headers=key)
     assert again.status_code == 201  # a replay: payment is not asked again
     assert again.json() == placed.json()
