@@ -250,11 +250,26 @@ def _fingerprint(order: OrderIn) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+#: Releases still running after their request was cancelled: the loop holds
+#: tasks only weakly, and one collected mid-write would leave its key pending.
+_RELEASING: set[asyncio.Future[None]] = set()
+
+
 async def _to_the_end(work: Awaitable[None]) -> None:
     """Run ``work`` to its end even if the request awaiting it is cancelled, and never fail."""
     task = asyncio.ensure_future(work)
+    _RELEASING.add(task)
+    task.add_done_callback(_released)
     with contextlib.suppress(Exception):
         await asyncio.shield(task)
+
+
+def _released(task: asyncio.Future[None]) -> None:
+    _RELEASING.discard(task)
+    if not task.cancelled():
+        # Read, so that asyncio does not log it as never retrieved: a key left
+        # pending is taken over once abandoned (db.claim_key), nothing is lost.
+        task.exception()
 
 
 def _routes(app: FastAPI, wiring: Any, policies: Policies) -> None:  # noqa: C901 - the routes
