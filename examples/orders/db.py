@@ -10,8 +10,10 @@ the busy timeout, which bounds the wait for a lock.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -31,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+T = TypeVar("T")
 
 metadata = MetaData()
 
@@ -121,10 +125,47 @@ async def _bound(conn: AsyncConnection, seconds: float) -> None:
         await conn.execute(text(f"PRAGMA busy_timeout = {ms}"))
 
 
+#: Reads given up on, still cleaning up: held here, as the loop holds tasks weakly.
+_ABANDONED: set[asyncio.Task[Any]] = set()
+
+
+async def _abandonable(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work`` in a task of its own, and stop waiting the moment the caller gives up.
+
+    A read cancelled while PostgreSQL hangs (a frozen server, a lost network)
+    does not end when cancelled: psycopg asks the server to cancel the query
+    and waits for it, 5 s and 5 s more, before it closes the connection. A
+    5 s read timeout then took 15 s, and two attempts outlived the request's
+    25 s deadline, where the stale cache should have answered at 10 s. Here
+    the read is cancelled as before, but nobody waits for its cleanup. Reads
+    only: a write's caller must know how it ended.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        _ABANDONED.add(task)
+        task.add_done_callback(_cleaned_up)
+        raise
+
+
+def _cleaned_up(task: asyncio.Task[Any]) -> None:
+    _ABANDONED.discard(task)
+    if not task.cancelled():
+        task.exception()  # read, or asyncio logs it as never retrieved
+
+
 async def read_product(
     engine: AsyncEngine, product_id: str, timeouts: Timeouts
 ) -> dict[str, Any] | None:
     """Return one product, or ``None``; bounded by the read timeout in the database."""
+    return await _abandonable(_read_product(engine, product_id, timeouts))
+
+
+async def _read_product(
+    engine: AsyncEngine, product_id: str, timeouts: Timeouts
+) -> dict[str, Any] | None:
     async with engine.begin() as conn:
         await _bound(conn, timeouts.read)
         row = (await conn.execute(select(products).where(products.c.id == product_id))).first()
@@ -135,6 +176,10 @@ async def read_product(
 
 async def read_prices(engine: AsyncEngine, ids: list[str], timeouts: Timeouts) -> dict[str, int]:
     """Return the prices of the given products that exist."""
+    return await _abandonable(_read_prices(engine, ids, timeouts))
+
+
+async def _read_prices(engine: AsyncEngine, ids: list[str], timeouts: Timeouts) -> dict[str, int]:
     async with engine.begin() as conn:
         await _bound(conn, timeouts.read)
         rows = await conn.execute(

@@ -39,6 +39,37 @@ def test_happy_path_on_postgres_and_redis(stack: Stack, client: httpx.Client) ->
     assert ready["status"] == "ok"
 
 
+def test_idempotency_keys_on_postgres_one_order_however_many_race(
+    stack: Stack, client: httpx.Client
+) -> None:
+    """PostgreSQL's primary key decides a race for a new key: one order, the others wait or replay.
+
+    Before the frozen-PostgreSQL tests on purpose: it leaves a pool of idle
+    connections, and a read cancelled on one of them while the server is
+    frozen took psycopg 10 s more to clean up (db._abandonable).
+    """
+    assert stack.service is not None
+    body = {"user_id": "u-pg", "items": [{"sku": "sku-002", "qty": 1}]}
+    before = stack.service_state()["orders"]
+    answers: list[httpx.Response] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=stack.service.url, timeout=30) as c:  # type: ignore[union-attr]
+            answers.append(c.post("/orders", json=body, headers={"Idempotency-Key": "pg-race"}))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 6
+    assert len({a.json()["order_id"] for a in answers if a.status_code == 201}) == 1
+    assert all(a.status_code in (201, 409) for a in answers)
+    replay = client.post("/orders", json=body, headers={"Idempotency-Key": "pg-race"})
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert stack.service_state()["orders"] == before + 1
+
+
 def answers_within(client: httpx.Client, path: str, seconds: float) -> httpx.Response:
     started = time.monotonic()
     r = client.get(path)
